@@ -1,0 +1,216 @@
+"""Keras 3 AlexNet built from an :class:`~implementations.spec.Architecture`.
+
+A functional model, channels-last (Keras' default layout). Each spec layer becomes one Keras
+layer with the spec's name, or, in the ``towers`` split formulation, one per tower named
+``<name>_tower<i>``. Weights are loaded per spec layer in Keras layout (see ``weight_mapping``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from implementations.quiet_import import import_tensorflow_quietly
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatten, MaxPool, infer  # noqa: E402
+from implementations.variants import SPLIT_IMPLS  # noqa: E402
+
+LayerWeights = dict[str, dict[str, np.ndarray]]
+
+
+@keras.saving.register_keras_serializable(package="alexnet")
+class LocalResponseNormalization(layers.Layer):
+    """The paper's LRN (section 3.3) over the last axis, within each of ``groups`` channel groups.
+
+    Keras 3 has no LRN layer. On TensorFlow this calls ``tf.nn.local_response_normalization``,
+    which takes a depth radius (size // 2) and, like the paper, does not divide alpha; on other
+    backends the same sum is written with ``keras.ops``.
+    """
+
+    def __init__(
+        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+
+    def call(self, x):
+        shape = ops.shape(x)
+        channels = shape[-1]
+        # Fold the groups into the width axis so that no window crosses a group boundary.
+        grouped = ops.reshape(x, (-1, shape[1], shape[2] * self.groups, channels // self.groups))
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            out = tf.nn.local_response_normalization(
+                grouped, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
+            )
+        else:
+            out = self._generic(grouped)
+        return ops.reshape(out, shape)
+
+    def _generic(self, x):
+        radius = self.size // 2
+        squared = ops.pad(ops.square(x), [(0, 0), (0, 0), (0, 0), (radius, radius)])
+        channels = x.shape[-1]
+        window_sum = sum(squared[..., i : i + channels] for i in range(self.size))
+        return x / ops.power(self.k + self.alpha * window_sum, self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "k": self.k,
+            "groups": self.groups,
+        }
+
+
+def _conv_layers(layer: Conv, name: str, groups: int) -> list[layers.Layer]:
+    """Keras convolution with the spec's symmetric padding (Keras 'same' is asymmetric for stride > 1)."""
+    if layer.padding == 0:
+        padding, pad = "valid", []
+    elif layer.stride == 1 and 2 * layer.padding == layer.kernel - 1:
+        padding, pad = "same", []
+    else:
+        padding, pad = "valid", [layers.ZeroPadding2D(layer.padding, name=f"{name}_pad")]
+    conv = layers.Conv2D(
+        layer.filters,
+        layer.kernel,
+        layer.stride,
+        padding=padding,
+        groups=groups,
+        activation=layer.activation,
+        name=name,
+    )
+    return [*pad, conv]
+
+
+def _make_layer(layer, name: str, towers: int, groups: int) -> list[layers.Layer]:
+    """The Keras layers for one spec layer (or one tower of it: ``towers`` divides the widths)."""
+    if isinstance(layer, Conv):
+        narrowed = Conv(
+            layer.name,
+            layer.filters // towers,
+            layer.kernel,
+            layer.stride,
+            layer.padding,
+            layer.towers,
+            layer.activation,
+        )
+        return _conv_layers(narrowed, name, groups)
+    if isinstance(layer, LRN):
+        return [LocalResponseNormalization(layer.size, layer.alpha, layer.beta, layer.k, groups, name=name)]
+    if isinstance(layer, MaxPool):
+        return [layers.MaxPooling2D(layer.size, layer.stride, padding="valid", name=name)]
+    if isinstance(layer, Flatten):
+        return [layers.Flatten(name=name)]
+    if isinstance(layer, Dense):
+        return [layers.Dense(layer.units, activation=layer.activation, name=name)]
+    if isinstance(layer, Dropout):
+        return [layers.Dropout(layer.rate, name=name)]
+    raise TypeError(f"no Keras layer for {type(layer).__name__}")
+
+
+def _regroup(xs: list, wanted: int | None, name: str) -> list:
+    if wanted is None or len(xs) == wanted:
+        return xs
+    joined = xs[0] if len(xs) == 1 else layers.Concatenate(axis=-1, name=f"{name}_join")(xs)
+    if wanted == 1:
+        return [joined]
+    return list(ops.split(joined, wanted, axis=-1))
+
+
+def _apply(stack: list[layers.Layer], x):
+    for layer in stack:
+        x = layer(x)
+    return x
+
+
+def build_keras_model(arch: Architecture, split_impl: str = "grouped") -> keras.Model:
+    """The functional Keras model of ``arch``; input (H, W, C), output logits."""
+    if split_impl not in SPLIT_IMPLS:
+        raise ValueError(f"unknown split implementation {split_impl!r}; choose from {SPLIT_IMPLS}")
+    infer(arch)
+    as_tensors = split_impl == "towers"
+    channels, height, width = arch.input_shape
+    inputs = keras.Input(shape=(height, width, channels), name="image")
+    xs = [inputs]
+    for layer in arch.layers:
+        towers = getattr(layer, "towers", 1)
+        if isinstance(layer, (Conv, LRN)):
+            wanted = towers if as_tensors else 1
+        elif isinstance(layer, (Flatten, Dense)):
+            wanted = 1
+        else:
+            wanted = None
+        xs = _regroup(xs, wanted, layer.name)
+        if len(xs) == 1:
+            groups = 1 if as_tensors else towers
+            xs = [_apply(_make_layer(layer, layer.name, 1, groups), xs[0])]
+        else:
+            width_divisor = towers if isinstance(layer, Conv) else 1
+            xs = [_apply(_make_layer(layer, f"{layer.name}_tower{i}", width_divisor, 1), x) for i, x in enumerate(xs)]
+    return keras.Model(inputs, xs[0], name=f"alexnet_{arch.name}_{split_impl}".replace("-", "_"))
+
+
+def spec_layers(model: keras.Model, name: str) -> list[layers.Layer]:
+    """The Keras layers that make up one spec layer, in tower order (padding layers excluded)."""
+    tower = re.compile(rf"{re.escape(name)}_tower(\d+)")
+    found = [layer for layer in model.layers if layer.name == name]
+    towers = [(int(m.group(1)), layer) for layer in model.layers if (m := tower.fullmatch(layer.name))]
+    return found + [layer for _, layer in sorted(towers, key=lambda pair: pair[0])]
+
+
+def layer_parameter_counts(model: keras.Model, arch: Architecture) -> dict[str, int]:
+    return {layer.name: sum(part.count_params() for part in spec_layers(model, layer.name)) for layer in arch.layers}
+
+
+def layer_output_model(model: keras.Model, arch: Architecture) -> keras.Model:
+    """A model sharing ``model``'s layers that returns every spec layer's output, towers joined."""
+    outputs = {}
+    for layer in arch.layers:
+        parts = [part.output for part in spec_layers(model, layer.name)]
+        if not parts:
+            raise KeyError(f"{layer.name}: no such layer in the Keras model")
+        outputs[layer.name] = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+    return keras.Model(model.input, outputs)
+
+
+def load_weights(model: keras.Model, weights: LayerWeights) -> None:
+    """Set each spec layer's kernel and bias (Keras layout), splitting towers along the output axis."""
+    for name, arrays in weights.items():
+        parts = spec_layers(model, name)
+        if not parts:
+            raise KeyError(f"{name}: no such layer in the Keras model")
+        kernels = np.split(arrays["kernel"], len(parts), axis=-1)
+        biases = np.split(arrays["bias"], len(parts))
+        for part, kernel, bias in zip(parts, kernels, biases, strict=True):
+            expected = [tuple(w.shape) for w in part.weights]
+            if expected != [kernel.shape, bias.shape]:
+                raise ValueError(f"{name}: weights {kernel.shape}, {bias.shape} do not fit {expected}")
+            part.set_weights([kernel, bias])
+
+
+def export_weights(model: keras.Model, arch: Architecture) -> LayerWeights:
+    """Per spec layer kernel and bias in Keras layout, towers concatenated along the output axis."""
+    weights: LayerWeights = {}
+    for layer in arch.layers:
+        if isinstance(layer, (Conv, Dense)):
+            parts = spec_layers(model, layer.name)
+            weights[layer.name] = {
+                "kernel": np.concatenate([np.asarray(p.kernel) for p in parts], axis=-1),
+                "bias": np.concatenate([np.asarray(p.bias) for p in parts]),
+            }
+    return weights

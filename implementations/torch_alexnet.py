@@ -1,0 +1,173 @@
+"""PyTorch AlexNet built from an :class:`~implementations.spec.Architecture`.
+
+One ``nn.Module`` for every variant; a spec layer becomes one entry of ``self.blocks`` with the
+same name as in the Keras model. The split variant has two formulations with identical
+parameters: ``grouped`` (``nn.Conv2d(groups=2)``) and ``towers`` (the channels split into two
+tensors, one convolution per tower, joined only where the paper's towers communicate).
+
+Weights cross the framework boundary as :data:`LayerWeights` in PyTorch's layout, one entry per
+spec layer, towers concatenated along the output axis (exactly the grouped layout).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatten, MaxPool, infer
+from implementations.variants import SPLIT_IMPLS
+
+LayerWeights = dict[str, dict[str, np.ndarray]]
+
+
+class LocalResponseNorm(nn.Module):
+    """The paper's LRN (section 3.3) within each of ``groups`` channel groups.
+
+    ``F.local_response_norm`` divides alpha by the window size; the paper does not, so alpha is
+    passed multiplied by the size. With ``groups > 1`` no window crosses a group boundary, as in
+    the paper's two-GPU network where each GPU normalises its own kernel maps.
+    """
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float, groups: int = 1) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        grouped = x.reshape(n * self.groups, c // self.groups, h, w)
+        out = F.local_response_norm(grouped, self.size, self.alpha * self.size, self.beta, self.k)
+        return out.reshape(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha} (paper), beta={self.beta}, k={self.k}, groups={self.groups}"
+
+
+class PerTower(nn.Module):
+    """One module per tower, each applied to its own tower's tensor."""
+
+    def __init__(self, towers: list[nn.Module]) -> None:
+        super().__init__()
+        self.towers = nn.ModuleList(towers)
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        return [tower(x) for tower, x in zip(self.towers, xs, strict=True)]
+
+
+def _activation(name: str | None) -> list[nn.Module]:
+    return [nn.ReLU(inplace=True)] if name == "relu" else []
+
+
+def _conv(layer: Conv, in_channels: int, towers_as_tensors: bool) -> nn.Module:
+    def conv(cin: int, cout: int, groups: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, layer.kernel, layer.stride, layer.padding, groups=groups),
+            *_activation(layer.activation),
+        )
+
+    t = layer.towers
+    if towers_as_tensors and t > 1:
+        return PerTower([conv(in_channels // t, layer.filters // t, 1) for _ in range(t)])
+    return conv(in_channels, layer.filters, t)
+
+
+def _weight_modules(block: nn.Module) -> list[nn.Conv2d | nn.Linear]:
+    """The conv/linear modules of one spec layer, in tower order."""
+    return [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+class AlexNet(nn.Module):
+    """AlexNet from a spec; ``split_impl`` picks how a two-tower layer is computed."""
+
+    def __init__(self, arch: Architecture, split_impl: str = "grouped") -> None:
+        super().__init__()
+        if split_impl not in SPLIT_IMPLS:
+            raise ValueError(f"unknown split implementation {split_impl!r}; choose from {SPLIT_IMPLS}")
+        self.arch, self.split_impl = arch, split_impl
+        as_tensors = split_impl == "towers"
+        self.blocks = nn.ModuleDict()
+        # Number of tensors each block wants as input: 1, the towers, or None (any: per-channel op).
+        self.streams: dict[str, int | None] = {}
+        for layer, info in zip(arch.layers, infer(arch), strict=True):
+            towers = getattr(layer, "towers", 1)
+            self.streams[layer.name] = (towers if as_tensors else 1) if isinstance(layer, (Conv, LRN)) else None
+            if isinstance(layer, Conv):
+                block = _conv(layer, info.input_shape[0], as_tensors)
+            elif isinstance(layer, LRN):
+                groups = 1 if as_tensors else towers
+                block = LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k, groups)
+            elif isinstance(layer, MaxPool):
+                block = nn.MaxPool2d(layer.size, layer.stride)
+            elif isinstance(layer, Flatten):
+                block = nn.Flatten()
+                self.streams[layer.name] = 1
+            elif isinstance(layer, Dense):
+                block = nn.Sequential(nn.Linear(info.input_shape[0], layer.units), *_activation(layer.activation))
+                self.streams[layer.name] = 1
+            elif isinstance(layer, Dropout):
+                block = nn.Dropout(layer.rate)
+            else:
+                raise TypeError(f"no PyTorch block for {type(layer).__name__}")
+            self.blocks[layer.name] = block
+
+    @staticmethod
+    def _regroup(xs: list[Tensor], wanted: int | None) -> list[Tensor]:
+        if wanted is None or len(xs) == wanted:
+            return xs
+        if wanted == 1:
+            return [torch.cat(xs, dim=1)]
+        return list(torch.cat(xs, dim=1).chunk(wanted, dim=1))
+
+    def _run(self, x: Tensor, keep: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        xs, outputs = [x], {}
+        for name, block in self.blocks.items():
+            xs = self._regroup(xs, self.streams[name])
+            xs = block(xs) if isinstance(block, PerTower) else [block(t) for t in xs]
+            if keep:
+                outputs[name] = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+        return xs[0], outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (the paper's softmax is left to the loss)."""
+        return self._run(x, keep=False)[0]
+
+    def layer_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """Every spec layer's output, towers joined, for parity checks."""
+        return self._run(x, keep=True)[1]
+
+    def layer_parameter_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in block.parameters()) for name, block in self.blocks.items()}
+
+    def export_weights(self) -> LayerWeights:
+        """Weights per spec layer in PyTorch layout, towers concatenated along the output axis."""
+        weights: LayerWeights = {}
+        for name, block in self.blocks.items():
+            modules = _weight_modules(block)
+            if modules:
+                weights[name] = {
+                    "kernel": torch.cat([m.weight.detach() for m in modules]).cpu().numpy(),
+                    "bias": torch.cat([m.bias.detach() for m in modules]).cpu().numpy(),
+                }
+        return weights
+
+    @torch.no_grad()
+    def import_weights(self, weights: LayerWeights) -> None:
+        """Load weights in :meth:`export_weights`' layout; a shape mismatch names the layer."""
+        for name, block in self.blocks.items():
+            modules = _weight_modules(block)
+            if not modules:
+                continue
+            if name not in weights:
+                raise KeyError(f"{name}: no weights given for this layer")
+            for key, attr in (("kernel", "weight"), ("bias", "bias")):
+                parts = np.split(weights[name][key], len(modules))
+                for module, part in zip(modules, parts, strict=True):
+                    target = getattr(module, attr)
+                    if tuple(part.shape) != tuple(target.shape):
+                        raise ValueError(f"{name}: {key} of shape {part.shape} does not fit {tuple(target.shape)}")
+                    target.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+
+
+def build_torch_model(arch: Architecture, split_impl: str = "grouped") -> AlexNet:
+    return AlexNet(arch, split_impl)

@@ -1,0 +1,6 @@
+"""Shared test set-up: Keras on TensorFlow, quiet, and small seeded inputs."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,51 @@
+"""Both frameworks' LRN against the paper's formula, including the per-tower grouping."""
+
+import numpy as np
+import pytest
+import torch
+from lrn_reference import paper_lrn
+
+from implementations.keras_alexnet import LocalResponseNormalization
+from implementations.torch_alexnet import LocalResponseNorm
+
+# Large activations so the alpha term matters: with unit inputs it is ~1e-4 of k and hides bugs.
+RNG = np.random.default_rng(0)
+X_NCHW = (RNG.standard_normal((2, 12, 5, 4)) * 30).astype(np.float32)
+PAPER = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_torch_lrn_matches_paper(groups):
+    out = LocalResponseNorm(**PAPER, groups=groups)(torch.from_numpy(X_NCHW)).numpy()
+    np.testing.assert_allclose(out, paper_lrn(X_NCHW, groups=groups), rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_keras_lrn_matches_paper(groups):
+    x = X_NCHW.transpose(0, 2, 3, 1)
+    out = np.asarray(LocalResponseNormalization(**PAPER, groups=groups)(x))
+    np.testing.assert_allclose(out, paper_lrn(x, groups=groups, channel_axis=-1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_keras_generic_backend_path_matches_paper(groups):
+    """The keras.ops formula used on JAX or torch backends, checked here on TensorFlow tensors."""
+    x = X_NCHW.transpose(0, 2, 3, 1)
+    layer = LocalResponseNormalization(**PAPER, groups=groups)
+    grouped = x.reshape(2, 5, 4 * groups, 12 // groups)
+    out = np.asarray(layer._generic(grouped)).reshape(x.shape)
+    np.testing.assert_allclose(out, paper_lrn(x, groups=groups, channel_axis=-1), rtol=1e-5)
+
+
+def test_grouping_changes_the_result_at_the_tower_boundary():
+    """Proves the grouped tests can fail: only channels near the boundary (5, 6) differ."""
+    whole, towers = paper_lrn(X_NCHW, groups=1), paper_lrn(X_NCHW, groups=2)
+    differs = np.abs(whole - towers).max(axis=(0, 2, 3)) > 1e-6
+    assert set(np.flatnonzero(differs)) == {4, 5, 6, 7}
+
+
+def test_torch_builtin_with_paper_alpha_is_five_times_weaker():
+    """nn.LocalResponseNorm divides alpha by n: copying alpha=1e-4 into it (as Caffe ports do) is wrong."""
+    naive = torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(torch.from_numpy(X_NCHW)).numpy()
+    assert not np.allclose(naive, paper_lrn(X_NCHW), rtol=1e-5)
+    np.testing.assert_allclose(naive, paper_lrn(X_NCHW, alpha=1e-4 / 5), rtol=1e-5)

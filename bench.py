@@ -7,6 +7,7 @@ that need them, so listing variants or asking for help is instant.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -100,6 +101,184 @@ def parity(
             err_console.print(f"[red]parity failed:[/] {line}", highlight=False)
         raise typer.Exit(1)
     console.print("[green]All parity checks passed.[/]")
+
+
+@app.command()
+def run(
+    framework: Annotated[
+        list[str] | None, typer.Option("--framework", "-f", help="torch or keras (repeatable). Default: both.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            "-v",
+            help="Variant (repeatable). Default: the four paper variants; --quick: the CIFAR-100 two.",
+        ),
+    ] = None,
+    mode: Annotated[
+        list[str] | None, typer.Option("--mode", "-m", help="train or infer (repeatable). Default: both.")
+    ] = None,
+    batch_size: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help="Global batch per step (repeatable). Default: 32 on CPU, 128 on GPU, 16 with --quick.",
+        ),
+    ] = None,
+    split_impl: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split-impl",
+            help="grouped or towers for split variants (repeatable). "
+            "Default: the faster per framework on CPU (torch grouped, keras towers).",
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Timed steps per cell. Default: 10 on CPU, 50 on GPU, 5 with --quick.")
+    ] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            help="Warm-up steps (the first is compile/tracing, reported apart). Default: 3, 10 on GPU, 2 with --quick."
+        ),
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Repeats of each cell, each in a fresh process.")] = 1,
+    gpus: Annotated[
+        int | None,
+        typer.Option(help="GPUs to use: 0 = CPU. Default: all visible. With 2 or more, 1 GPU runs too, for scaling."),
+    ] = None,
+    simulate_devices: Annotated[
+        int, typer.Option(help="Run the multi-device code paths on N logical CPU devices (results labelled simulated).")
+    ] = 0,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small sweep for a first look: CIFAR-100 variants, batch 16, 5 steps.")
+    ] = False,
+    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = Path(
+        "results/results.jsonl"
+    ),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip cells that already have a successful row in --results.")
+    ] = False,
+    cell_timeout: Annotated[
+        float, typer.Option(help="Seconds before a cell's worker is killed and recorded as a timeout.")
+    ] = 900.0,
+    memory_limit_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-limit-gb", help="Cap each worker's memory; a cell that needs more is recorded as out of memory."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for weights and synthetic data.")] = 0,
+) -> None:
+    """Measure training and inference throughput and memory, each cell in its own process.
+
+    Every finished cell is appended to --results at once (JSON Lines); a failed cell becomes a row
+    with its status and the sweep goes on. Ctrl-C keeps every finished row.
+    """
+    from benchmarks.environment import machine_environment
+    from benchmarks.matrix import SweepError, SweepOptions, plan
+    from benchmarks.memory import nvml_gpus
+    from benchmarks.results import ResultsFileError, check_writable, done_keys, read_results
+
+    found, why_none = nvml_gpus()
+    if gpus is None:
+        gpus = len(found)
+    elif gpus > len(found):
+        seen = f"found {len(found)}" + (f" ({', '.join(found)})" if found else f": {why_none or 'no GPU'}")
+        raise fail(f"asked for {gpus} GPUs but {seen}")
+    options = SweepOptions(
+        frameworks=framework or [],
+        variants=variant or [],
+        modes=mode or [],
+        batch_sizes=batch_size or [],
+        split_impls=split_impl or [],
+        steps=steps,
+        warmup=warmup,
+        repeats=repeats,
+        gpus=gpus,
+        simulate_devices=simulate_devices,
+        quick=quick,
+        seed=seed,
+    )
+    try:
+        cells = plan(options)
+        check_writable(results)
+        existing = read_results(results)
+    except (SweepError, SpecError, ResultsFileError) as error:
+        raise fail(str(error)) from None
+    for warning in existing.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    skipped = done_keys(existing.rows) if resume else set()
+    todo = [cell for cell in cells if cell.key() not in skipped]
+    if resume:
+        console.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already done in {results}")
+
+    from benchmarks.runner import run_sweep
+    from reports.summary import render_throughput, rows_to_frame
+
+    memory_limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
+    with _progress() as progress:
+        task = progress.add_task("starting", total=len(todo))
+
+        def on_start(index: int, cell) -> None:
+            progress.update(task, description=f"cell {index + 1}/{len(todo)}: {cell.label()}")
+
+        def on_row(row: dict) -> None:
+            progress.advance(task)
+            progress.console.print(_row_line(row), highlight=False)
+
+        try:
+            machine = machine_environment()
+            run_sweep(
+                todo,
+                results,
+                machine,
+                timeout_s=cell_timeout,
+                memory_limit_bytes=memory_limit,
+                on_start=on_start,
+                on_row=on_row,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            raise fail(f"interrupted; every finished cell is saved in {results}", code=130) from None
+
+    keys = {cell.key() for cell in cells}
+    rows = [row for row in read_results(results).rows if row.get("key") in keys]
+    latest = {row["key"]: row for row in rows}  # a cell run again supersedes its older rows
+    render_throughput(rows_to_frame(list(latest.values())), console)
+    failed = [row for row in latest.values() if row["status"] != "ok"]
+    console.print(f"{len(latest)} cells, {len(failed)} failed; rows in {results}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    )
+
+
+def _row_line(row: dict) -> str:
+    from benchmarks.cell import CellConfig
+
+    label = CellConfig.from_dict(row["cell"]).label()
+    if row["status"] == "ok":
+        metrics = row["metrics"]
+        return (
+            f"[green]ok[/]     {label}: {metrics['images_per_s']:,.1f} img/s "
+            f"(median step {metrics['median_step_s'] * 1e3:,.1f} ms, first step {metrics['first_step_s']:.2f} s)"
+        )
+    return f"[red]{row['status']:<6}[/] {label}: {row['error']}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""One benchmark cell: framework x variant x mode x batch size x device setup, as plain data.
+
+A cell is what one worker process measures. Its config travels to the worker as JSON and comes
+back inside the result row, so every figure carries the exact configuration that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from implementations.variants import get_variant
+
+FRAMEWORKS = ("torch", "keras")
+MODES = ("train", "infer")
+
+# The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    framework: str
+    variant: str
+    mode: str
+    batch_size: int  # global batch per step; data-parallel cells split it across devices
+    split_impl: str = "grouped"
+    gpus: int = 0  # 0 = CPU
+    simulate_devices: int = 0  # >= 2: multi-device code paths on CPU (results labelled simulated)
+    steps: int = 10
+    warmup: int = 3
+    repeat: int = 0
+    seed: int = 0
+
+    @property
+    def devices(self) -> int:
+        """How many devices the cell spans (1 for CPU)."""
+        return max(self.gpus, self.simulate_devices, 1)
+
+    @property
+    def parallel(self) -> str:
+        """'none' on one device; with several, the split runs model-parallel, single data-parallel."""
+        if self.devices < 2:
+            return "none"
+        return "model" if get_variant(self.variant).is_split else "data"
+
+    @property
+    def device_setup(self) -> str:
+        if self.simulate_devices >= 2:
+            return f"{self.simulate_devices} simulated (cpu)"
+        return f"{self.gpus} gpu" if self.gpus else "cpu"
+
+    def key(self) -> str:
+        """Stable identity of the cell, used by --resume."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        impl = f"/{self.split_impl}" if get_variant(self.variant).is_split else ""
+        return (
+            f"{self.framework} {self.variant}{impl} {self.mode} bs={self.batch_size} {self.device_setup} #{self.repeat}"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CellConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown cell fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass
+class PreparedCell:
+    """What a framework hands the worker: a step to time, how to wait for the device, and extras.
+
+    ``step`` runs one training step (forward, loss, backward, update) or one inference forward
+    pass on data already on the device.
+    """
+
+    step: object  # Callable[[], object]
+    sync: object  # Callable[[], None]
+    images_per_step: int
+    environment: dict
+    reset_peak_memory: object = None  # Callable[[], None] | None
+    framework_memory: object = None  # Callable[[], dict] | None
+    is_reporter: bool = True  # False on non-zero ranks of a data-parallel launch

@@ -1,0 +1,111 @@
+"""The sweep: which cells ``bench.py run`` measures, from the user's options and sensible defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
+from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_IMPLS, get_variant
+
+# Split formulation each framework runs unless asked otherwise: the faster one in the 2-core CPU
+# measurements of DESIGN.md section 3 (PyTorch: grouped 35 vs towers 27 img/s training; Keras on
+# TensorFlow: towers 54 vs grouped 16, its grouped-conv gradient being slow on CPU).
+DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers"}
+
+
+class SweepError(ValueError):
+    """Options that describe no valid sweep; the message says which and what is valid."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    variants: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    steps: int
+    warmup: int
+
+
+CPU_DEFAULT = Preset(PAPER_VARIANTS, (32,), steps=10, warmup=3)
+GPU_DEFAULT = Preset(PAPER_VARIANTS, (128,), steps=50, warmup=10)
+QUICK = Preset(("cifar100-single", "cifar100-split"), (16,), steps=5, warmup=2)
+
+
+@dataclass
+class SweepOptions:
+    frameworks: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    split_impls: list[str] = field(default_factory=list)
+    steps: int | None = None
+    warmup: int | None = None
+    repeats: int = 1
+    gpus: int = 0
+    simulate_devices: int = 0
+    quick: bool = False
+    seed: int = 0
+
+
+def _check_choices(kind: str, given: list, valid: tuple) -> None:
+    wrong = [value for value in given if value not in valid]
+    if wrong:
+        raise SweepError(f"unknown {kind} {', '.join(map(repr, wrong))}; valid: {', '.join(valid)}")
+
+
+def validate(options: SweepOptions) -> None:
+    _check_choices("framework", options.frameworks, FRAMEWORKS)
+    _check_choices("variant", options.variants, BUILDABLE_VARIANTS)
+    _check_choices("mode", options.modes, MODES)
+    _check_choices("split implementation", options.split_impls, SPLIT_IMPLS)
+    bad_batches = [b for b in options.batch_sizes if b < 1]
+    if bad_batches:
+        raise SweepError(f"batch size must be at least 1, got {', '.join(map(str, bad_batches))}")
+    if options.steps is not None and options.steps < 1:
+        raise SweepError(f"--steps must be at least 1, got {options.steps}")
+    if options.warmup is not None and options.warmup < 1:
+        raise SweepError(
+            f"--warmup must be at least 1 (the first step is always compile/tracing), got {options.warmup}"
+        )
+    if options.repeats < 1:
+        raise SweepError(f"--repeats must be at least 1, got {options.repeats}")
+    if options.gpus < 0:
+        raise SweepError(f"--gpus must be 0 (CPU) or more, got {options.gpus}")
+    if options.simulate_devices and options.gpus:
+        raise SweepError("--simulate-devices runs on the CPU; it cannot be combined with --gpus")
+    if options.simulate_devices == 1 or options.simulate_devices < 0:
+        raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
+
+
+def device_setups(options: SweepOptions) -> list[tuple[int, int]]:
+    """(gpus, simulated devices) per setup; several GPUs also run one GPU, for scaling efficiency."""
+    if options.simulate_devices:
+        return [(0, options.simulate_devices)]
+    if options.gpus >= 2:
+        return [(1, 0), (options.gpus, 0)]
+    return [(options.gpus, 0)]
+
+
+def plan(options: SweepOptions) -> list[CellConfig]:
+    """Every cell of the sweep, in the order they run (cheap variants and inference first)."""
+    validate(options)
+    preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
+    frameworks = options.frameworks or list(FRAMEWORKS)
+    variants = options.variants or list(preset.variants)
+    modes = options.modes or ["infer", "train"]
+    batch_sizes = options.batch_sizes or list(preset.batch_sizes)
+    steps = options.steps or preset.steps
+    warmup = options.warmup or preset.warmup
+    cells = []
+    for (gpus, simulated), variant, mode, batch, framework, repeat in product(
+        device_setups(options), variants, modes, batch_sizes, frameworks, range(options.repeats)
+    ):
+        if get_variant(variant).is_split:
+            impls = options.split_impls or [DEFAULT_SPLIT_IMPL[framework]]
+        else:
+            impls = ["grouped"]  # no towered layer: both formulations are the same model
+        for impl in impls:
+            cells.append(
+                CellConfig(framework, variant, mode, batch, impl, gpus, simulated, steps, warmup, repeat, options.seed)
+            )
+    return cells

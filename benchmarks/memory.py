@@ -1,0 +1,130 @@
+"""Memory figures, each saying what it measures.
+
+- NVML (nvidia-ml-py): device memory in use on each GPU the worker can see, sampled by a
+  background thread during the timed steps. NVML numbers devices in PCI bus order and ignores
+  CUDA_VISIBLE_DEVICES, so visible devices are mapped by index (with CUDA_DEVICE_ORDER=PCI_BUS_ID,
+  which the runner sets) or by UUID.
+- Peak resident set size of the worker process: the CPU figure. It includes the framework runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _visible_nvml_indices(count: int, uuids: list[str]) -> list[int]:
+    """NVML indices of the GPUs CUDA_VISIBLE_DEVICES exposes, in CUDA's order."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return list(range(count))
+    indices = []
+    for entry in (e.strip() for e in visible.split(",") if e.strip()):
+        if entry.isdigit():
+            if int(entry) >= count:
+                break  # CUDA stops at the first invalid entry
+            indices.append(int(entry))
+        else:
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            if not matches:
+                break
+            indices.append(matches[0])
+    return indices
+
+
+class NvmlSampler:
+    """Samples memory used on the visible GPUs every ``interval_s`` until stopped; records peaks.
+
+    Without NVML (no driver, no GPU) it is inert and reports ``available: False`` with the reason.
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.devices: list[dict] = []
+        self.error: str | None = None
+        self._handles: list = []
+
+    def __enter__(self) -> NvmlSampler:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            all_handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            uuids = [_text(pynvml.nvmlDeviceGetUUID(h)) for h in all_handles]
+            for cuda_index, nvml_index in enumerate(_visible_nvml_indices(count, uuids)):
+                handle = all_handles[nvml_index]
+                used = pynvml.nvmlDeviceGetMemoryInfo(handle).used
+                self._handles.append(handle)
+                self.devices.append(
+                    {
+                        "cuda_index": cuda_index,
+                        "nvml_index": nvml_index,
+                        "uuid": uuids[nvml_index],
+                        "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                        "used_before_bytes": used,
+                        "peak_used_bytes": used,
+                    }
+                )
+        except Exception as error:  # noqa: BLE001 - any NVML failure means "no GPU figures", said below
+            self.error = f"NVML unavailable: {error}"
+            return self
+        if self._handles:
+            self._thread = threading.Thread(target=self._run, name="nvml-sampler", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import pynvml
+
+        while not self._stop.is_set():
+            for device, handle in zip(self.devices, self._handles, strict=True):
+                used = pynvml.nvmlDeviceGetMemoryInfo(handle).used
+                device["peak_used_bytes"] = max(device["peak_used_bytes"], used)
+            self._stop.wait(self.interval_s)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._handles:
+            import pynvml
+
+            pynvml.nvmlShutdown()
+
+    def report(self) -> dict:
+        return {
+            "what": "device memory in use (NVML, whole device, all processes), peak during timed steps",
+            "available": bool(self.devices),
+            "error": self.error,
+            "devices": self.devices,
+        }
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def nvml_gpus() -> tuple[list[str], str | None]:
+    """Names of the GPUs visible to this process, via NVML; (names, reason if none)."""
+    with NvmlSampler() as sampler:
+        pass
+    return [d["name"] for d in sampler.devices], sampler.error

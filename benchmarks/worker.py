@@ -1,0 +1,115 @@
+"""The worker: measures one cell in its own process and prints one JSON result line.
+
+Run by the runner as ``python -m benchmarks.worker --config '<json>'`` (under torchrun for
+PyTorch data-parallel cells). It imports exactly one framework. The result is the last stdout
+line starting with ``RESULT ``; everything else on stdout/stderr is the frameworks' chatter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+from benchmarks.cell import CellConfig, PreparedCell
+from benchmarks.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
+from benchmarks.timing import summarize, time_steps
+from implementations.spec import forward_flops
+from implementations.variants import get_variant
+
+RESULT_PREFIX = "RESULT "
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "resourceexhausted", "oom when")
+
+
+def prepare(config: CellConfig) -> PreparedCell:
+    if config.framework == "torch":
+        from benchmarks.torch_cell import prepare_torch
+
+        return prepare_torch(config)
+    if config.framework == "keras":
+        from benchmarks.keras_cell import prepare_keras
+
+        return prepare_keras(config)
+    raise ValueError(f"unknown framework {config.framework!r}")
+
+
+def measure(config: CellConfig) -> tuple[dict, bool]:
+    """Warm up, then time ``config.steps`` steps with memory sampling; (figures, is_reporter)."""
+    rss_start = current_rss_bytes()
+    started = time.perf_counter()
+    cell = prepare(config)
+    build_s = time.perf_counter() - started
+    first_step_s = time_steps(cell.step, cell.sync, 1)[0]  # compilation, tracing, autotuning
+    warmup_times = time_steps(cell.step, cell.sync, max(config.warmup - 1, 0))
+    if cell.reset_peak_memory:
+        cell.reset_peak_memory()
+    with NvmlSampler() as nvml:
+        step_times = time_steps(cell.step, cell.sync, config.steps)
+    timing = summarize(step_times, cell.images_per_step)
+    flops_per_image = forward_flops(get_variant(config.variant)) * (3 if config.mode == "train" else 1)
+    figures = {
+        **timing,
+        "build_s": build_s,
+        "first_step_s": first_step_s,
+        "warmup_step_s": warmup_times,
+        "step_times_s": step_times,
+        "flops_per_image": flops_per_image,
+        "flops_note": "forward conv+dense FLOPs from the spec; training counted as 3x forward",
+        "achieved_flops_per_s": flops_per_image * timing["images_per_s"],
+        "memory": {
+            "peak_rss_bytes": peak_rss_bytes(),
+            "rss_at_start_bytes": rss_start,
+            "rss_what": "worker process resident memory, peak over its life (includes the framework runtime)",
+            "nvml": nvml.report(),
+            "framework": cell.framework_memory() if cell.framework_memory else None,
+        },
+        "environment": cell.environment,
+    }
+    return figures, cell.is_reporter
+
+
+def classify(error: BaseException) -> str:
+    text = f"{type(error).__name__} {error}".lower()
+    if isinstance(error, MemoryError) or any(marker in text for marker in OOM_MARKERS):
+        return "oom"
+    return "failed"
+
+
+def apply_memory_limit(limit_bytes: int | None) -> None:
+    """Cap this process's data segment, so a cell that needs more fails as out of memory."""
+    if limit_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="the cell as JSON (see benchmarks.cell.CellConfig)")
+    parser.add_argument("--memory-limit-bytes", type=int, default=None)
+    args = parser.parse_args(argv)
+    config = CellConfig.from_dict(json.loads(args.config))
+    reporter = int(os.environ.get("RANK", "0")) == 0
+    try:
+        apply_memory_limit(args.memory_limit_bytes)
+        figures, reporter = measure(config)
+        result = {"status": "ok", "metrics": figures}
+    except BaseException as error:  # the row must say what happened, whatever it was
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        result = {
+            "status": classify(error),
+            "error": f"{type(error).__name__}: {error}"[:2000],
+            "traceback": traceback.format_exc()[-4000:],
+        }
+    if reporter:
+        sys.stdout.write(RESULT_PREFIX + json.dumps(result, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

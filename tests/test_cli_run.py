@@ -1,0 +1,85 @@
+"""``bench.py run`` as a user meets it: one-line errors, exit codes, the table, resume, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--gpus", "2"], "asked for 2 GPUs but found 0"),
+        (["--gpus", "-1"], "--gpus must be 0 (CPU) or more, got -1"),
+        (["-f", "jax"], "unknown framework 'jax'; valid: torch, keras"),
+        (["-v", "resnet50"], "unknown variant 'resnet50'"),
+        (["-m", "eval"], "unknown mode 'eval'; valid: train, infer"),
+        (["-b", "0"], "batch size must be at least 1, got 0"),
+        (["--results", "bench.py/results.jsonl"], "cannot write results to bench.py/results.jsonl"),
+    ],
+)
+def test_user_mistakes_exit_two_with_one_line_and_no_traceback(args, message):
+    result = bench("run", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in one_line(result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_results_file_of_another_schema_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "old.jsonl"
+    content = json.dumps({"schema_version": 0, "key": "x"}) + "\n"
+    path.write_text(content)
+    result = bench("run", "--quick", "--results", str(path))
+    assert result.returncode == 2
+    assert "schema version 0" in one_line(result.stderr)
+    assert path.read_text() == content
+
+
+def test_a_small_sweep_prints_the_table_writes_rows_and_resumes(tmp_path):
+    path = tmp_path / "r.jsonl"
+    args = ["run", "-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "4", "--steps", "2", "--warmup", "1",
+            "--results", str(path)]
+    first = bench(*args)
+    assert first.returncode == 0, first.stderr
+    assert "Throughput, images/s" in first.stdout and "cifar100-split" in first.stdout
+    assert "1 cells, 0 failed" in first.stdout
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+
+    again = bench(*args, "--resume")
+    assert again.returncode == 0
+    assert "resuming: 1 of 1 cells already done" in again.stdout
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_every_finished_row_and_exits_130(tmp_path):
+    path = tmp_path / "r.jsonl"
+    finished = json.dumps({"schema_version": 1, "key": "earlier", "status": "ok"}) + "\n"
+    path.write_text(finished)
+    process = subprocess.Popen(
+        [sys.executable, "bench.py", "run", "-f", "torch", "-v", "cifar100-single", "-m", "train", "--steps", "100000",
+         "--results", str(path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(4)  # the first worker is running
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; every finished cell is saved" in one_line(stderr)
+    assert path.read_text() == finished

@@ -1,0 +1,115 @@
+"""The sweep plan and the results file, without running any framework."""
+
+import json
+
+import pytest
+
+from benchmarks.cell import CellConfig
+from benchmarks.matrix import SweepError, SweepOptions, device_setups, plan
+from benchmarks.results import (
+    SCHEMA_VERSION,
+    ResultsFileError,
+    append_row,
+    check_writable,
+    done_keys,
+    read_results,
+)
+
+
+def test_default_cpu_plan_covers_every_paper_variant_mode_and_framework():
+    cells = plan(SweepOptions())
+    assert len(cells) == 4 * 2 * 2
+    assert {c.variant for c in cells} == {"imagenet-single", "imagenet-split", "cifar100-single", "cifar100-split"}
+    assert {(c.framework, c.split_impl) for c in cells if "split" in c.variant} == {
+        ("torch", "grouped"), ("keras", "towers")}
+    assert {c.batch_size for c in cells} == {32} and {c.gpus for c in cells} == {0}
+
+
+def test_quick_plan_is_small_and_both_split_impls_can_be_asked_for():
+    cells = plan(SweepOptions(quick=True, split_impls=["grouped", "towers"]))
+    assert {c.variant for c in cells} == {"cifar100-single", "cifar100-split"}
+    split = [c for c in cells if c.variant == "cifar100-split"]
+    assert len(split) == 2 * 2 * 2  # modes x frameworks x formulations
+    assert all(c.steps == 5 and c.batch_size == 16 for c in cells)
+
+
+def test_two_gpus_also_run_one_for_scaling_and_pick_the_parallelism():
+    assert device_setups(SweepOptions(gpus=2)) == [(1, 0), (2, 0)]
+    cells = plan(SweepOptions(gpus=2, frameworks=["torch"], modes=["train"]))
+    two = {c.variant: c.parallel for c in cells if c.devices == 2}
+    assert two == {"imagenet-single": "data", "imagenet-split": "model",
+                   "cifar100-single": "data", "cifar100-split": "model"}
+    assert {c.batch_size for c in cells} == {128}
+
+
+def test_simulated_devices_are_labelled():
+    cell = plan(SweepOptions(simulate_devices=2, quick=True))[0]
+    assert cell.device_setup == "2 simulated (cpu)" and cell.devices == 2
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (SweepOptions(frameworks=["jax"]), "unknown framework 'jax'; valid: torch, keras"),
+        (SweepOptions(variants=["vgg16"]), "unknown variant 'vgg16'"),
+        (SweepOptions(modes=["eval"]), "unknown mode 'eval'"),
+        (SweepOptions(batch_sizes=[0]), "batch size must be at least 1, got 0"),
+        (SweepOptions(batch_sizes=[-4]), "got -4"),
+        (SweepOptions(gpus=-1), "--gpus must be 0"),
+        (SweepOptions(simulate_devices=1), "at least 2 devices"),
+        (SweepOptions(simulate_devices=2, gpus=1), "cannot be combined"),
+        (SweepOptions(steps=0), "--steps must be at least 1"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason(options, message):
+    with pytest.raises(SweepError, match=message):
+        plan(options)
+
+
+def test_cell_key_is_stable_and_config_round_trips():
+    cell = CellConfig("torch", "cifar100-split", "train", 8, "towers")
+    again = CellConfig.from_dict(json.loads(cell.to_json()))
+    assert again == cell and again.key() == cell.key()
+    assert cell.key() != CellConfig("torch", "cifar100-split", "train", 8, "grouped").key()
+    with pytest.raises(ValueError, match="unknown cell fields: colour"):
+        CellConfig.from_dict({**json.loads(cell.to_json()), "colour": "red"})
+
+
+def test_rows_are_appended_durably_and_read_back(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_row(path, {"key": "a", "status": "ok"})
+    append_row(path, {"key": "b", "status": "oom"})
+    loaded = read_results(path)
+    assert [r["key"] for r in loaded.rows] == ["a", "b"] and not loaded.warnings
+    assert all(r["schema_version"] == SCHEMA_VERSION for r in loaded.rows)
+    assert done_keys(loaded.rows) == {"a"}  # failed cells run again on --resume
+
+
+def test_torn_last_line_is_skipped_with_a_warning_and_not_glued_to(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_row(path, {"key": "a", "status": "ok"})
+    with open(path, "a") as handle:
+        handle.write('{"schema_version": 1, "key": "tor')  # a crash mid-write
+    loaded = read_results(path)
+    assert [r["key"] for r in loaded.rows] == ["a"]
+    assert "last line is incomplete" in loaded.warnings[0]
+    append_row(path, {"key": "c", "status": "ok"})
+    loaded = read_results(path)
+    assert [r["key"] for r in loaded.rows] == ["a", "c"]
+    assert "line 2 is incomplete" in loaded.warnings[0]
+
+
+def test_another_schema_version_is_refused(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"schema_version": 0, "key": "a"}) + "\n")
+    with pytest.raises(ResultsFileError, match="schema version 0; this suite reads and writes version 1"):
+        read_results(path)
+
+
+def test_unwritable_results_paths_are_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ResultsFileError, match="cannot write results"):
+        check_writable(blocker / "results.jsonl")
+    with pytest.raises(ResultsFileError, match="is a directory"):
+        check_writable(tmp_path)

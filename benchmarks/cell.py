@@ -59,10 +59,10 @@ class CellConfig:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        impl = f"/{self.split_impl}" if get_variant(self.variant).is_split else ""
-        return (
-            f"{self.framework} {self.variant}{impl} {self.mode} bs={self.batch_size} {self.device_setup} #{self.repeat}"
-        )
+        impl = f"/{self.split_impl}" if get_variant(self.variant).is_split and self.parallel == "none" else ""
+        parallel = f" {self.parallel}-parallel" if self.parallel != "none" else ""
+        setup = f"{self.device_setup}{parallel}"
+        return f"{self.framework} {self.variant}{impl} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -100,7 +100,9 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     for (gpus, simulated), variant, mode, batch, framework, repeat in product(
         device_setups(options), variants, modes, batch_sizes, frameworks, range(options.repeats)
     ):
-        if get_variant(variant).is_split:
+        if get_variant(variant).is_split and (gpus >= 2 or simulated >= 2):
+            impls = ["towers"]  # model-parallel: one tower per device is the towers formulation
+        elif get_variant(variant).is_split:
             impls = options.split_impls or [DEFAULT_SPLIT_IMPL[framework]]
         else:
             impls = ["grouped"]  # no towered layer: both formulations are the same model

@@ -35,7 +35,8 @@ def worker_command(config: CellConfig, memory_limit_bytes: int | None = None) ->
     return command
 
 
-def worker_environment(config: CellConfig) -> dict[str, str]:
+def worker_environment(config: CellConfig | None = None) -> dict[str, str]:
+    """The environment of a worker process; ``config`` tunes threads for multi-process cells."""
     env = dict(os.environ)
     env.update(
         {
@@ -46,7 +47,7 @@ def worker_environment(config: CellConfig) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         }
     )
-    if config.framework == "torch" and config.parallel == "data" and not config.gpus:
+    if config and config.framework == "torch" and config.parallel == "data" and not config.gpus:
         # Several processes share the CPU: give each its share of the cores, not all of them.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // config.devices)))
     return env
@@ -63,10 +64,15 @@ def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
 
 def run_worker(config: CellConfig, timeout_s: float, memory_limit_bytes: int | None = None) -> dict:
     """Run one cell; returns {'status', 'metrics'?, 'error'?} whatever happens to the worker."""
+    return run_process(worker_command(config, memory_limit_bytes), worker_environment(config), timeout_s)
+
+
+def run_process(command: list[str], env: dict[str, str], timeout_s: float) -> dict:
+    """Run a worker command and read its RESULT line; a worker without one becomes a failure."""
     process = subprocess.Popen(
-        worker_command(config, memory_limit_bytes),
+        command,
         cwd=ROOT,
-        env=worker_environment(config),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

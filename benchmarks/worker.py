@@ -88,14 +88,21 @@ def apply_memory_limit(limit_bytes: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="the cell as JSON (see benchmarks.cell.CellConfig)")
+    job = parser.add_mutually_exclusive_group(required=True)
+    job.add_argument("--config", help="a throughput cell as JSON (see benchmarks.cell.CellConfig)")
+    job.add_argument("--train", help="an accuracy run as JSON (see benchmarks.training.TrainConfig)")
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
     args = parser.parse_args(argv)
-    config = CellConfig.from_dict(json.loads(args.config))
     reporter = int(os.environ.get("RANK", "0")) == 0
     try:
         apply_memory_limit(args.memory_limit_bytes)
-        figures, reporter = measure(config)
+        if args.train:
+            from benchmarks.accuracy import train
+            from benchmarks.training import TrainConfig
+
+            figures = train(TrainConfig.from_dict(json.loads(args.train)))
+        else:
+            figures, reporter = measure(CellConfig.from_dict(json.loads(args.config)))
         result = {"status": "ok", "metrics": figures}
     except BaseException as error:  # the row must say what happened, whatever it was
         if isinstance(error, KeyboardInterrupt):

@@ -55,7 +55,7 @@ class PerTower(nn.Module):
         return [tower(x) for tower, x in zip(self.towers, xs, strict=True)]
 
 
-def _activation(name: str | None) -> list[nn.Module]:
+def activation_modules(name: str | None) -> list[nn.Module]:
     return [nn.ReLU(inplace=True)] if name == "relu" else []
 
 
@@ -63,7 +63,7 @@ def _conv(layer: Conv, in_channels: int, towers_as_tensors: bool) -> nn.Module:
     def conv(cin: int, cout: int, groups: int) -> nn.Sequential:
         return nn.Sequential(
             nn.Conv2d(cin, cout, layer.kernel, layer.stride, layer.padding, groups=groups),
-            *_activation(layer.activation),
+            *activation_modules(layer.activation),
         )
 
     t = layer.towers
@@ -72,7 +72,7 @@ def _conv(layer: Conv, in_channels: int, towers_as_tensors: bool) -> nn.Module:
     return conv(in_channels, layer.filters, t)
 
 
-def _weight_modules(block: nn.Module) -> list[nn.Conv2d | nn.Linear]:
+def weight_modules(block: nn.Module) -> list[nn.Conv2d | nn.Linear]:
     """The conv/linear modules of one spec layer, in tower order."""
     return [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
@@ -103,7 +103,8 @@ class AlexNet(nn.Module):
                 block = nn.Flatten()
                 self.streams[layer.name] = 1
             elif isinstance(layer, Dense):
-                block = nn.Sequential(nn.Linear(info.input_shape[0], layer.units), *_activation(layer.activation))
+                linear = nn.Linear(info.input_shape[0], layer.units)
+                block = nn.Sequential(linear, *activation_modules(layer.activation))
                 self.streams[layer.name] = 1
             elif isinstance(layer, Dropout):
                 block = nn.Dropout(layer.rate)
@@ -137,36 +138,56 @@ class AlexNet(nn.Module):
         return self._run(x, keep=True)[1]
 
     def layer_parameter_counts(self) -> dict[str, int]:
-        return {name: sum(p.numel() for p in block.parameters()) for name, block in self.blocks.items()}
+        return block_parameter_counts(self.blocks)
 
     def export_weights(self) -> LayerWeights:
         """Weights per spec layer in PyTorch layout, towers concatenated along the output axis."""
-        weights: LayerWeights = {}
-        for name, block in self.blocks.items():
-            modules = _weight_modules(block)
-            if modules:
-                weights[name] = {
-                    "kernel": torch.cat([m.weight.detach() for m in modules]).cpu().numpy(),
-                    "bias": torch.cat([m.bias.detach() for m in modules]).cpu().numpy(),
-                }
-        return weights
+        return export_block_weights(self.blocks)
 
-    @torch.no_grad()
     def import_weights(self, weights: LayerWeights) -> None:
         """Load weights in :meth:`export_weights`' layout; a shape mismatch names the layer."""
-        for name, block in self.blocks.items():
-            modules = _weight_modules(block)
-            if not modules:
-                continue
-            if name not in weights:
-                raise KeyError(f"{name}: no weights given for this layer")
-            for key, attr in (("kernel", "weight"), ("bias", "bias")):
-                parts = np.split(weights[name][key], len(modules))
-                for module, part in zip(modules, parts, strict=True):
-                    target = getattr(module, attr)
-                    if tuple(part.shape) != tuple(target.shape):
-                        raise ValueError(f"{name}: {key} of shape {part.shape} does not fit {tuple(target.shape)}")
-                    target.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+        import_block_weights(self.blocks, weights)
+
+
+def block_parameter_counts(blocks: nn.ModuleDict) -> dict[str, int]:
+    return {name: sum(p.numel() for p in block.parameters()) for name, block in blocks.items()}
+
+
+def export_block_weights(blocks: nn.ModuleDict) -> LayerWeights:
+    """Per spec layer (a block), its kernels and biases, parts concatenated along the output axis.
+
+    A block's parts are its towers or, model-parallel, its per-device halves: either way each part
+    owns a slice of the output channels, so concatenation gives the grouped layout.
+    """
+    weights: LayerWeights = {}
+    for name, block in blocks.items():
+        modules = weight_modules(block)
+        if modules:
+            weights[name] = {
+                key: np.concatenate([getattr(m, attr).detach().cpu().numpy() for m in modules])
+                for key, attr in (("kernel", "weight"), ("bias", "bias"))
+            }
+    return weights
+
+
+@torch.no_grad()
+def import_block_weights(blocks: nn.ModuleDict, weights: LayerWeights) -> None:
+    """Inverse of :func:`export_block_weights`; each part takes its slice along the output axis."""
+    for name, block in blocks.items():
+        modules = weight_modules(block)
+        if not modules:
+            continue
+        if name not in weights:
+            raise KeyError(f"{name}: no weights given for this layer")
+        for key, attr in (("kernel", "weight"), ("bias", "bias")):
+            value = weights[name][key]
+            if value.shape[0] % len(modules):
+                raise ValueError(f"{name}: {key} of shape {value.shape} does not split into {len(modules)} parts")
+            for module, part in zip(modules, np.split(value, len(modules)), strict=True):
+                target = getattr(module, attr)
+                if tuple(part.shape) != tuple(target.shape):
+                    raise ValueError(f"{name}: {key} of shape {part.shape} does not fit {tuple(target.shape)}")
+                target.copy_(torch.from_numpy(np.ascontiguousarray(part)))
 
 
 def build_torch_model(arch: Architecture, split_impl: str = "grouped") -> AlexNet:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,8 +31,10 @@ from implementations.torch_alexnet import (
     LayerWeights,
     LocalResponseNorm,
     PerTower,
-    _activation,
-    _weight_modules,
+    activation_modules,
+    block_parameter_counts,
+    export_block_weights,
+    import_block_weights,
 )
 
 
@@ -107,12 +108,14 @@ class ModelParallelAlexNet(nn.Module):
             return self._per_device(
                 lambda: nn.Sequential(
                     nn.Conv2d(cin, layer.filters // towers, layer.kernel, layer.stride, layer.padding),
-                    *_activation(layer.activation),
+                    *activation_modules(layer.activation),
                 )
             )
         if isinstance(layer, Dense):
             return self._per_device(
-                lambda: nn.Sequential(nn.Linear(input_shape[0], layer.units // towers), *_activation(layer.activation))
+                lambda: nn.Sequential(
+                    nn.Linear(input_shape[0], layer.units // towers), *activation_modules(layer.activation)
+                )
             )
         if isinstance(layer, LRN):
             if layer.towers == 1:
@@ -143,35 +146,12 @@ class ModelParallelAlexNet(nn.Module):
 
     def layer_parameter_counts(self) -> dict[str, int]:
         """Parameters per spec layer, both devices' halves together."""
-        return {name: sum(p.numel() for p in block.parameters()) for name, block in self.blocks.items()}
+        return block_parameter_counts(self.blocks)
 
     def export_weights(self) -> LayerWeights:
         """Weights per spec layer in PyTorch layout, device halves concatenated along axis 0."""
-        weights: LayerWeights = {}
-        for name, block in self.blocks.items():
-            modules = _weight_modules(block)
-            if modules:
-                weights[name] = {
-                    key: np.concatenate([getattr(m, attr).detach().cpu().numpy() for m in modules])
-                    for key, attr in (("kernel", "weight"), ("bias", "bias"))
-                }
-        return weights
+        return export_block_weights(self.blocks)
 
-    @torch.no_grad()
     def import_weights(self, weights: LayerWeights) -> None:
         """Load weights in :meth:`export_weights`' layout; each device takes its half along axis 0."""
-        for name, block in self.blocks.items():
-            modules = _weight_modules(block)
-            if not modules:
-                continue
-            if name not in weights:
-                raise KeyError(f"{name}: no weights given for this layer")
-            for key, attr in (("kernel", "weight"), ("bias", "bias")):
-                value = weights[name][key]
-                if value.shape[0] % len(modules):
-                    raise ValueError(f"{name}: {key} of shape {value.shape} does not split over {len(modules)} devices")
-                for module, part in zip(modules, np.split(value, len(modules)), strict=True):
-                    target = getattr(module, attr)
-                    if tuple(part.shape) != tuple(target.shape):
-                        raise ValueError(f"{name}: {key} half of shape {part.shape} does not fit {tuple(target.shape)}")
-                    target.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+        import_block_weights(self.blocks, weights)

@@ -1,0 +1,160 @@
+"""Training for accuracy, the framework-neutral half: configuration, batch order, schedule, metrics.
+
+Both frameworks see the same thing: the same initial weights (``initial_weights``, drawn once in
+NumPy), the same images in the same order (one permutation per epoch from one seed), the same
+learning-rate schedule and the same optimiser (SGD, momentum 0.9, weight decay 5e-4, as in the
+paper's section 5). Only dropout masks come from each framework's own generator.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from benchmarks.cell import MOMENTUM, WEIGHT_DECAY
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    framework: str
+    variant: str = "cifar100-split"
+    split_impl: str = "grouped"
+    dataset: str = "digits"
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    # The paper divides the rate by 10 when validation error stops improving; with a fixed epoch
+    # budget this suite divides it by 10 at these fractions of the run instead.
+    decay_at: tuple[float, ...] = (0.5, 0.75)
+    momentum: float = MOMENTUM
+    weight_decay: float = WEIGHT_DECAY
+    init: str = "torch-default"
+    seed: int = 0
+    deterministic: bool = False
+    target_top1: float = 0.9
+    max_train_images: int | None = None  # a prefix of each epoch's order, for quick checks
+    data_dir: str | None = None
+    download: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training fields: {', '.join(sorted(unknown))}")
+        data = {**data, "decay_at": tuple(data.get("decay_at", cls.decay_at))}
+        return cls(**data)
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Step schedule: the base rate, divided by 10 at each fraction of ``decay_at`` passed."""
+    passed = sum(epoch >= round(fraction * config.epochs) for fraction in config.decay_at)
+    return config.learning_rate * 0.1**passed
+
+
+def epoch_batches(config: TrainConfig, train_size: int, epoch: int) -> list[np.ndarray]:
+    """Index batches for one epoch: a permutation seeded by (seed, epoch), the same in both frameworks.
+
+    The last partial batch is dropped so that every step has the same size.
+    """
+    order = np.random.default_rng([config.seed, epoch]).permutation(train_size)
+    if config.max_train_images:
+        order = order[: config.max_train_images]
+    usable = len(order) - len(order) % config.batch_size
+    return [order[start : start + config.batch_size] for start in range(0, usable, config.batch_size)]
+
+
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean softmax cross-entropy, computed stably in float64 (the same formula for both frameworks)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Images as float32 NHWC, mean-subtracted at pixel scale (paper section 2); int64 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    source: str
+
+
+class Trainer:
+    """What a framework provides; ``run_training`` drives it identically for both."""
+
+    def set_learning_rate(self, rate: float) -> None:
+        raise NotImplementedError
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """One SGD step on NHWC float32 images; returns the batch's cross-entropy (no decay term)."""
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Logits in inference mode (dropout off)."""
+        raise NotImplementedError
+
+
+def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval_batch: int = 256) -> dict:
+    """Train for ``config.epochs`` epochs, evaluating after each; returns the history."""
+    import time
+
+    step_losses: list[float] = []
+    curve: list[dict] = []
+    train_seconds, time_to_target = 0.0, None
+    for epoch in range(config.epochs):
+        rate = learning_rate(config, epoch)
+        trainer.set_learning_rate(rate)
+        batches = epoch_batches(config, len(data.x_train), epoch)
+        start = time.perf_counter()
+        for batch in batches:
+            step_losses.append(trainer.train_step(data.x_train[batch], data.y_train[batch]))
+        epoch_seconds = time.perf_counter() - start
+        train_seconds += epoch_seconds
+        start = time.perf_counter()
+        logits = np.concatenate(
+            [trainer.predict(data.x_test[i : i + eval_batch]) for i in range(0, len(data.x_test), eval_batch)]
+        )
+        eval_seconds = time.perf_counter() - start
+        top1 = top_k_accuracy(logits, data.y_test, 1)
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "learning_rate": rate,
+                "train_loss": float(np.mean(step_losses[-len(batches) :])) if batches else None,
+                "test_loss": cross_entropy(logits, data.y_test),
+                "top1": top1,
+                "top5": top_k_accuracy(logits, data.y_test, 5),
+                "train_images_per_s": len(batches) * config.batch_size / epoch_seconds if batches else None,
+                "eval_images_per_s": len(data.x_test) / eval_seconds,
+                "train_seconds": train_seconds,
+            }
+        )
+        if time_to_target is None and top1 >= config.target_top1:
+            time_to_target = train_seconds
+    final = curve[-1]
+    return {
+        "top1": final["top1"],
+        "top5": final["top5"],
+        "test_loss": final["test_loss"],
+        "train_images_per_s": float(np.median([c["train_images_per_s"] for c in curve if c["train_images_per_s"]])),
+        "train_seconds": train_seconds,
+        "target_top1": config.target_top1,
+        "time_to_target_s": time_to_target,
+        "curve": curve,
+        "step_losses": step_losses,
+    }

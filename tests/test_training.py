@@ -1,0 +1,102 @@
+"""The framework-neutral half of accuracy runs: order, schedule, metrics, and the driver loop."""
+
+import numpy as np
+import pytest
+
+from benchmarks.training import (
+    TrainConfig,
+    Trainer,
+    TrainingData,
+    cross_entropy,
+    epoch_batches,
+    learning_rate,
+    run_training,
+    top_k_accuracy,
+)
+from implementations.initial_weights import initial_weights
+from implementations.spec import parameter_count
+from implementations.variants import get_variant
+
+
+def test_batch_order_is_fixed_by_seed_and_epoch_and_drops_the_partial_batch():
+    config = TrainConfig("torch", batch_size=4)
+    first = epoch_batches(config, 10, epoch=0)
+    assert [len(b) for b in first] == [4, 4]
+    assert all(np.array_equal(a, b) for a, b in zip(first, epoch_batches(config, 10, 0), strict=True))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch_batches(config, 10, 1)))
+    other_seed = TrainConfig("keras", batch_size=4, seed=1)
+    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch_batches(other_seed, 10, 0)))
+    assert sum(len(b) for b in epoch_batches(TrainConfig("torch", batch_size=4, max_train_images=5), 10, 0)) == 4
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
+    config = TrainConfig("torch", epochs=8, learning_rate=0.1)
+    assert [round(learning_rate(config, e), 6) for e in range(8)] == [0.1] * 4 + [0.01] * 2 + [0.001] * 2
+
+
+def test_metrics_against_hand_computed_values():
+    logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    labels = np.array([2, 1])
+    assert top_k_accuracy(logits, labels, 1) == 0.5
+    assert top_k_accuracy(logits, labels, 2) == 1.0
+    expected = -(np.log(np.exp(2) / np.exp([3, 1, 2]).sum()) + np.log(np.exp(5) / np.exp([0, 5, 1]).sum())) / 2
+    assert cross_entropy(logits, labels) == pytest.approx(expected)
+
+
+def test_config_round_trips_and_refuses_unknown_fields():
+    config = TrainConfig("keras", epochs=3, decay_at=(0.5,))
+    import json
+
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="unknown training fields: lr"):
+        TrainConfig.from_dict({"framework": "torch", "lr": 1})
+
+
+class MemorisingTrainer(Trainer):
+    """A fake framework that learns the test labels after its first step, to check the loop."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels, self.steps, self.rates = labels, 0, []
+
+    def set_learning_rate(self, rate: float) -> None:
+        self.rates.append(rate)
+
+    def train_step(self, images, labels) -> float:
+        self.steps += 1
+        return 1.0 / self.steps
+
+    def predict(self, images) -> np.ndarray:
+        logits = np.zeros((len(images), 10))
+        logits[np.arange(len(images)), self.labels[: len(images)]] = 1.0
+        return logits
+
+
+def test_run_training_drives_epochs_and_records_the_curve():
+    rng = np.random.default_rng(0)
+    data = TrainingData(rng.standard_normal((20, 4, 4, 3)).astype(np.float32), rng.integers(0, 10, 20),
+                        rng.standard_normal((6, 4, 4, 3)).astype(np.float32), rng.integers(0, 10, 6), 10, "test")
+    trainer = MemorisingTrainer(data.y_test)
+    history = run_training(TrainConfig("torch", epochs=4, batch_size=8, learning_rate=0.1), data, trainer)
+    assert trainer.steps == 4 * 2 and len(history["step_losses"]) == 8
+    assert trainer.rates == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert [c["epoch"] for c in history["curve"]] == [1, 2, 3, 4]
+    assert history["top1"] == 1.0 and history["time_to_target_s"] is not None
+
+
+@pytest.mark.parametrize("scheme", ["torch-default", "paper"])
+def test_initial_weights_have_the_spec_parameter_count_and_depend_on_the_seed(scheme):
+    arch = get_variant("cifar100-split")
+    weights = initial_weights(arch, seed=0, scheme=scheme)
+    assert sum(a.size for layer in weights.values() for a in layer.values()) == parameter_count(arch)
+    assert weights["conv2"]["kernel"].shape == (256, 48, 5, 5)
+    again, other = initial_weights(arch, 0, scheme), initial_weights(arch, 1, scheme)
+    assert np.array_equal(again["fc6"]["kernel"], weights["fc6"]["kernel"])
+    assert not np.array_equal(other["fc6"]["kernel"], weights["fc6"]["kernel"])
+
+
+def test_paper_initialisation_follows_section_5():
+    weights = initial_weights(get_variant("cifar100-single"), scheme="paper")
+    assert weights["conv1"]["kernel"].std() == pytest.approx(0.01, rel=0.05)
+    assert {name for name, w in weights.items() if np.all(w["bias"] == 1)} == {"conv2", "conv4", "conv5", "fc6",
+                                                                                "fc7"}
+    assert np.all(weights["fc8"]["bias"] == 0) and np.all(weights["conv1"]["bias"] == 0)

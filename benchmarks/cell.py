@@ -91,3 +91,4 @@ class PreparedCell:
     reset_peak_memory: object = None  # Callable[[], None] | None
     framework_memory: object = None  # Callable[[], dict] | None
     is_reporter: bool = True  # False on non-zero ranks of a data-parallel launch
+    ceiling: object = None  # Callable[[], dict] | None: the device's dense matmul rate, see benchmarks.ceiling

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks.ceiling import best_rate, matmul_size
 from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
 from implementations.variants import get_variant
 
@@ -112,7 +113,17 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             ],
         }
 
+    def ceiling() -> dict:
+        size = matmul_size(bool(gpu_names))
+        with tf.device(devices[0]):
+            a = tf.random.normal((size, size))
+            b = tf.random.normal((size, size))
+        product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)[0, :1]))
+        # Reading one element back waits for the product; the slice keeps the copy negligible.
+        return best_rate(lambda: product().numpy(), size)
+
     return PreparedCell(
+        ceiling=ceiling,
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,

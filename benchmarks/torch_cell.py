@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks.ceiling import best_rate, matmul_size
 from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
 from implementations.torch_alexnet import build_torch_model
 from implementations.variants import get_variant
@@ -106,7 +107,19 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
             "max_reserved_bytes": [torch.cuda.max_memory_reserved(i) for i in sorted({d.index for d in devices})],
         }
 
+    def ceiling() -> dict:
+        size = matmul_size(uses_cuda)
+        a = torch.randn(size, size, device=devices[0])
+        b = torch.randn(size, size, device=devices[0])
+
+        def product() -> None:
+            torch.mm(a, b)
+            sync()
+
+        return best_rate(product, size)
+
     return PreparedCell(
+        ceiling=ceiling,
         step=step,
         sync=sync,
         images_per_step=config.batch_size,  # global batch: every process steps in lockstep under DDP

@@ -50,6 +50,11 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
         step_times = time_steps(cell.step, cell.sync, config.steps)
     timing = summarize(step_times, cell.images_per_step)
     flops_per_image = forward_flops(get_variant(config.variant)) * (3 if config.mode == "train" else 1)
+    achieved = flops_per_image * timing["images_per_s"]
+    ceiling = cell.ceiling() if cell.ceiling else {}
+    if ceiling:
+        # Several devices: the ceiling is one device's, so the fraction is per device.
+        ceiling["fraction_of_ceiling"] = achieved / config.devices / ceiling["ceiling_flops_per_s"]
     figures = {
         **timing,
         "build_s": build_s,
@@ -58,7 +63,8 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
         "step_times_s": step_times,
         "flops_per_image": flops_per_image,
         "flops_note": "forward conv+dense FLOPs from the spec; training counted as 3x forward",
-        "achieved_flops_per_s": flops_per_image * timing["images_per_s"],
+        "achieved_flops_per_s": achieved,
+        **ceiling,
         "memory": {
             "peak_rss_bytes": peak_rss_bytes(),
             "rss_at_start_bytes": rss_start,

@@ -1,0 +1,26 @@
+"""The limit next to every figure: the best dense matmul rate of the same framework on the same device.
+
+A square fp32 matmul is as close to peak as these frameworks get; AlexNet's FLOP/s as a fraction
+of it shows how far a configuration is from what the device can do (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def matmul_size(on_gpu: bool) -> int:
+    """Big enough to reach the plateau: 2048 on a CPU (~17 GFLOP per product), 8192 on a GPU."""
+    return 8192 if on_gpu else 2048
+
+
+def best_rate(run_once: Callable[[], None], size: int, repeats: int = 5) -> dict[str, float]:
+    """Best FLOP/s over ``repeats`` timed products (after one untimed), ``run_once`` syncing itself."""
+    run_once()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_once()
+        best = min(best, time.perf_counter() - start)
+    return {"ceiling_flops_per_s": 2 * size**3 / best, "ceiling_matmul_size": size, "ceiling_dtype": "float32"}

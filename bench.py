@@ -7,6 +7,7 @@ that need them, so listing variants or asking for help is instant.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -171,6 +172,11 @@ def run(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights and synthetic data.")] = 0,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Folder for the report written at the end. Default: next to --results."),
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
 ) -> None:
     """Measure training and inference throughput and memory, each cell in its own process.
 
@@ -250,8 +256,232 @@ def run(
     render_throughput(rows_to_frame(list(latest.values())), console)
     failed = [row for row in latest.values() if row["status"] != "ok"]
     console.print(f"{len(latest)} cells, {len(failed)} failed; rows in {results}")
+    if not no_report:
+        write_and_announce_report([results], report_dir or results.parent / "report")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    framework: Annotated[
+        list[str] | None, typer.Option("--framework", "-f", help="torch or keras (repeatable). Default: both.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", "-v", help="Variant (repeatable). Default: cifar100-single and cifar100-split."),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="digits (bundled, offline) or cifar100 (the official archive).")
+    ] = "digits",
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per SGD step.")] = 64,
+    learning_rate: Annotated[
+        float, typer.Option(min=0.0, help="Base learning rate; divided by 10 at 50% and 75% of the epochs.")
+    ] = 0.01,
+    split_impl: Annotated[
+        str | None, typer.Option(help="grouped or towers for split variants. Default: per framework, as in run.")
+    ] = None,
+    init: Annotated[
+        str, typer.Option(help="Initial weights: torch-default or paper (N(0, 0.01), unit biases).")
+    ] = "torch-default",
+    seed: Annotated[int, typer.Option(help="Seed for weights, data split and batch order.")] = 0,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Deterministic kernels in both frameworks (slower).")
+    ] = False,
+    check_repro: Annotated[
+        bool,
+        typer.Option(
+            "--check-repro", help="Run each job twice (deterministic) and check the per-step losses are identical."
+        ),
+    ] = False,
+    target_top1: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Top-1 accuracy whose time-to-reach is reported.")
+    ] = 0.9,
+    max_train_images: Annotated[
+        int | None, typer.Option(min=1, help="Use only this many training images per epoch (quick checks).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the data set is (searched before the Keras and torchvision caches).")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download CIFAR-100 from its official source if it is not found.")
+    ] = False,
+    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = Path(
+        "results/results.jsonl"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds before a training worker is killed.")] = 7200.0,
+) -> None:
+    """Train both frameworks from the same weights on the same batches; compare their accuracy.
+
+    Each framework trains in its own process: same initial weights (drawn once in NumPy), same
+    images in the same order, same schedule and optimiser (SGD, momentum 0.9, weight decay 5e-4).
+    Rows (mode "accuracy", with the per-epoch curve) go to --results.
+    """
+    from benchmarks.accuracy import make_accuracy_row, new_run_id, train_command
+    from benchmarks.cell import FRAMEWORKS
+    from benchmarks.environment import machine_environment
+    from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+    from benchmarks.results import ResultsFileError, append_row, check_writable, read_results
+    from benchmarks.runner import run_process, worker_environment
+    from benchmarks.training import TrainConfig
+    from implementations.initial_weights import SCHEMES
+
+    frameworks = framework or list(FRAMEWORKS)
+    variants = variant or ["cifar100-single", "cifar100-split"]
+    checks = [
+        ([f for f in frameworks if f not in FRAMEWORKS], f"unknown framework; valid: {', '.join(FRAMEWORKS)}"),
+        ([dataset] if dataset not in ("digits", "cifar100") else [], "unknown dataset; valid: digits, cifar100"),
+        (
+            [split_impl] if split_impl not in (None, *SPLIT_IMPLS) else [],
+            f"unknown split implementation; valid: {', '.join(SPLIT_IMPLS)}",
+        ),
+        ([init] if init not in SCHEMES else [], f"unknown initialisation; valid: {', '.join(SCHEMES)}"),
+    ]
+    for wrong, message in checks:
+        if wrong:
+            raise fail(f"{', '.join(map(repr, wrong))}: {message}")
+    try:
+        archs = [get_variant(name) for name in variants]
+        check_writable(results)
+        read_results(results)
+    except (SpecError, ResultsFileError) as error:
+        raise fail(str(error)) from None
+
+    jobs = []
+    for arch in archs:
+        for name in frameworks:
+            impl = split_impl or (DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped")
+            jobs.append(
+                TrainConfig(
+                    framework=name,
+                    variant=arch.name,
+                    split_impl=impl,
+                    dataset=dataset,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    learning_rate=learning_rate,
+                    init=init,
+                    seed=seed,
+                    deterministic=deterministic or check_repro,
+                    target_top1=target_top1,
+                    max_train_images=max_train_images,
+                    data_dir=str(data_dir) if data_dir else None,
+                    download=download,
+                )
+            )
+    runs = 2 if check_repro else 1
+    run_id, rows = new_run_id(), []
+    with _progress() as progress:
+        task = progress.add_task("starting", total=len(jobs) * runs)
+        try:
+            machine = machine_environment()
+            for config in jobs:
+                for attempt in range(runs):
+                    progress.update(
+                        task,
+                        description=f"training {config.framework} {config.variant} on {dataset}"
+                        + (f" (run {attempt + 1} of 2)" if check_repro else ""),
+                    )
+                    started = time.time()
+                    result = run_process(train_command(config), worker_environment(), timeout)
+                    row = make_accuracy_row(config, result, machine, run_id, started)
+                    append_row(results, row)
+                    rows.append(row)
+                    progress.advance(task)
+                    progress.console.print(_accuracy_line(row), highlight=False)
+        except KeyboardInterrupt:
+            progress.stop()
+            raise fail(f"interrupted; every finished run is saved in {results}", code=130) from None
+
+    from reports.accuracy_summary import loss_gaps, render_accuracy, repro_verdicts
+
+    render_accuracy(rows, console)
+    for line in loss_gaps(rows):
+        console.print(line, highlight=False)
+    verdicts = repro_verdicts(rows) if check_repro else []
+    for ok, line in verdicts:
+        console.print(("[green]reproducible[/] " if ok else "[red]NOT reproducible[/] ") + line, highlight=False)
+    if any(row["status"] != "ok" for row in rows) or any(not ok for ok, _ in verdicts):
+        raise typer.Exit(1)
+
+
+def _accuracy_line(row: dict) -> str:
+    cell = row["cell"]
+    label = f"{cell['framework']} {cell['variant']} on {cell['dataset']}"
+    if row["status"] != "ok":
+        return f"[red]{row['status']:<6}[/] {label}: {row['error']}"
+    m = row["metrics"]
+    return (
+        f"[green]ok[/]     {label}: top-1 {m['top1']:.1%}, top-5 {m['top5']:.1%}, "
+        f"{m['train_images_per_s']:,.0f} img/s, {m['train_seconds']:.0f} s training"
+    )
+
+
+@app.command()
+def report(
+    results: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Results files (JSON Lines) or pytest-benchmark JSON. Default: results/results.jsonl."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for report.md, report.html, results.csv/parquet and PNGs.")
+    ] = Path("results/report"),
+) -> None:
+    """Write the comparison report: Markdown, self-contained HTML with plots, CSV/Parquet, PNGs."""
+    paths = results or [Path("results/results.jsonl")]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise fail(f"no results file at {', '.join(missing)}; run `python bench.py run` first or name a file")
+    write_and_announce_report(paths, out)
+
+
+def write_and_announce_report(paths: list[Path], out: Path) -> None:
+    from benchmarks.results import ResultsFileError
+    from reports.build import write_report
+
+    try:
+        files = write_report(paths, out)
+    except ResultsFileError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write the report to {out}: {error.strerror or error}") from None
+    for warning in files.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for note in files.notes:
+        console.print(f"note: {note}", highlight=False)
+    written = [files.markdown, files.html, files.csv, *([files.parquet] if files.parquet else [])]
+    console.print(f"report: {', '.join(str(path) for path in written)} (+{len(files.plots)} plots)", highlight=False)
+
+
+@app.command("compare")
+def compare_results(
+    base: Annotated[Path, typer.Argument(help="Results file of the baseline.")],
+    new: Annotated[Path, typer.Argument(help="Results file to judge against it.")],
+    threshold: Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")] = "5%",
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print Markdown (for a PR comment) instead of a table.")
+    ] = False,
+) -> None:
+    """Per cell, the change in images/s with a Mann-Whitney U test over per-step times.
+
+    Exits 1 when a significant slowdown exceeds the threshold (or a cell that worked now fails).
+    """
+    from benchmarks.results import ResultsFileError
+    from reports.compare import compare, parse_threshold
+
+    missing = [str(path) for path in (base, new) if not path.is_file()]
+    if missing:
+        raise fail(f"no results file at {', '.join(missing)}")
+    try:
+        result = compare([base], [new], threshold=parse_threshold(threshold))
+    except (ResultsFileError, ValueError) as error:
+        raise fail(str(error)) from None
+    if markdown:
+        print(result.to_markdown())
+    else:
+        result.render(console)
+    raise typer.Exit(1 if result.has_regressions else 0)
 
 
 def _progress():

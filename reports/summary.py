@@ -1,4 +1,8 @@
-"""Results rows as a tidy pandas table, and the throughput summary ``bench.py run`` prints."""
+"""Results rows as a tidy pandas table, and the throughput summary ``bench.py run`` prints.
+
+The table is ``reports.load``'s (one line per row, failed cells with missing figures), restricted
+to throughput cells; the full reports are built by ``reports.build``.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from reports.load import frame_from_rows
+from reports.tables import throughput_rows
+
 
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
-    """One line per cell: its configuration, status and headline figures (missing stays missing)."""
-    records = []
-    for row in rows:
-        cell, metrics = row["cell"], row.get("metrics") or {}
-        memory = metrics.get("memory") or {}
-        records.append(
-            {
-                "framework": cell["framework"],
-                "variant": cell["variant"],
-                "split_impl": cell["split_impl"],
-                "mode": cell["mode"],
-                "batch_size": cell["batch_size"],
-                "device_setup": row["device_setup"],
-                "parallel": row["parallel"],
-                "repeat": cell["repeat"],
-                "status": row["status"],
-                "images_per_s": metrics.get("images_per_s"),
-                "images_per_s_q25": metrics.get("images_per_s_q25"),
-                "images_per_s_q75": metrics.get("images_per_s_q75"),
-                "median_step_s": metrics.get("median_step_s"),
-                "iqr_step_s": metrics.get("iqr_step_s"),
-                "first_step_s": metrics.get("first_step_s"),
-                "peak_rss_bytes": memory.get("peak_rss_bytes"),
-                "achieved_gflops": (metrics["achieved_flops_per_s"] / 1e9) if metrics else None,
-                "error": row.get("error"),
-            }
-        )
-    return pd.DataFrame.from_records(records)
+    """One line per throughput row: its configuration, status and figures (missing stays missing)."""
+    return throughput_rows(frame_from_rows(rows))
 
 
 def _cell_text(group: pd.DataFrame) -> str:
@@ -52,6 +33,9 @@ def render_throughput(frame: pd.DataFrame, console: Console) -> None:
 
     Split variants name the formulation each framework ran (grouped or towers).
     """
+    if frame.empty:
+        console.print("no throughput results to show")
+        return
     keys = ["variant", "mode", "batch_size", "device_setup"]
     frameworks = sorted(frame["framework"].unique())
     table = Table(title="Throughput, images/s (median ± half IQR of per-step rates)", title_justify="left")

@@ -1,0 +1,505 @@
+"""The comparison tables people read to decide, built from the tidy frame of ``reports.load``.
+
+Repeats of a cell are pooled: its per-step times (all repeats together) give the median
+images/s and the interquartile range. Every table keeps an ``environment`` column, so figures
+from different machines are never compared with each other. Failed cells keep their status and
+have missing figures (NaN), never zero.
+
+Ratios (Keras/PyTorch, towers/grouped, ...) carry a 95% interval from a percentile bootstrap:
+both sides' per-step times are resampled with replacement (2,000 times, seed 0), and the ratio of
+the resampled median throughputs gives the 2.5th and 97.5th percentiles. Without per-step
+samples (fewer than 2 on a side) the interval is the ratio of quartile throughputs instead
+(q25/q75 to q75/q25), which is wider. A side is called faster only when the interval excludes 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from implementations.spec import SpecError, infer
+from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
+from reports.parity_table import variants_frame
+
+THROUGHPUT_MODES = ("train", "infer")
+CELL_KEYS = ["environment", "framework", "variant", "split_impl", "mode", "batch_size", "device_setup"]
+FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
+BOOTSTRAP_RESAMPLES = 2000
+RATIO_NOTE = (
+    "ratio: median images/s of the second over the first; 95% interval by percentile bootstrap of the "
+    f"per-step times (pooled over repeats, {BOOTSTRAP_RESAMPLES:,} resamples); where a side has fewer than 2 "
+    "samples, the ratio of quartile throughputs. 'no clear winner' when the interval contains 1."
+)
+
+
+@dataclass
+class ReportTable:
+    """A titled table with the notes that say how to read it; ``formats`` maps a column to a format spec."""
+
+    title: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    empty_text: str = "No data for this table in these results."
+
+
+def throughput_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of throughput cells (train/infer), not accuracy runs."""
+    if frame.empty or "mode" not in frame:
+        return frame
+    return frame[frame["mode"].isin(THROUGHPUT_MODES)]
+
+
+def _status_text(statuses: pd.Series) -> str:
+    failed = statuses[statuses != "ok"]
+    if failed.empty:
+        return "ok"
+    kinds = ", ".join(dict.fromkeys(failed))
+    if len(failed) == len(statuses):
+        return kinds
+    return f"ok ({len(failed)} of {len(statuses)} repeats {kinds})"
+
+
+def _pooled(group: pd.DataFrame, batch: int) -> dict:
+    """Median and quartile images/s of a cell, from its pooled per-step times when every repeat has them."""
+    ok = group[group["status"] == "ok"]
+    samples = [t for times in ok["step_times_s"] if isinstance(times, list) for t in times]
+    have_all = len(ok) > 0 and all(isinstance(t, list) and t for t in ok["step_times_s"])
+    if have_all and batch > 0:
+        q25, median, q75 = np.percentile(samples, [25, 50, 75])
+        return {"images_per_s": batch / median, "q25": batch / q75, "q75": batch / q25, "samples": samples}
+    # Some repeats without samples: the median of the rows' own figures, and no samples to test with.
+    return {
+        "images_per_s": ok["images_per_s"].median(),
+        "q25": ok["images_per_s_q25"].median(),
+        "q75": ok["images_per_s_q75"].median(),
+        "samples": [],
+    }
+
+
+def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """One line per cell (repeats pooled): status, images/s median and quartiles, memory, FLOP/s."""
+    keys = keys or CELL_KEYS
+    rows = throughput_rows(frame)
+    if rows.empty:
+        return pd.DataFrame()
+    lines = []
+    for values, group in rows.groupby(keys, sort=False, dropna=False):
+        first = group.iloc[0]
+        ok = group[group["status"] == "ok"]
+        pooled = _pooled(group, int(first["batch_size"]))
+        lines.append(
+            {
+                **dict(zip(keys, values, strict=True)),
+                **{c: first[c] for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus")},
+                "repeats": len(group),
+                "status": _status_text(group["status"]),
+                "error": next((e for e in group["error"] if isinstance(e, str)), None),
+                "images_per_s": pooled["images_per_s"],
+                "images_per_s_q25": pooled["q25"],
+                "images_per_s_q75": pooled["q75"],
+                "iqr_images_per_s": pooled["q75"] - pooled["q25"],
+                "samples": pooled["samples"],
+                "first_step_s": ok["first_step_s"].median(),
+                "peak_rss_mib": ok["peak_rss_mib"].max(),
+                "nvml_peak_mib": ok["nvml_peak_mib"].max(),
+                "framework_peak_mib": ok["framework_peak_mib"].max(),
+                "achieved_gflops": (ok["flops_per_image"].median() * pooled["images_per_s"]) / 1e9,
+                "ceiling_gflops": ok["ceiling_gflops"].median(),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def ratio_interval(
+    a: pd.Series, b: pd.Series, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
+    """(ratio, low, high) of b's over a's median images/s; see the module docstring for the method."""
+    ratio = b["images_per_s"] / a["images_per_s"]
+    if math.isnan(ratio):
+        return math.nan, math.nan, math.nan
+    samples_a, samples_b = np.asarray(a["samples"], float), np.asarray(b["samples"], float)
+    if len(samples_a) < 2 or len(samples_b) < 2:
+        return ratio, b["images_per_s_q25"] / a["images_per_s_q75"], b["images_per_s_q75"] / a["images_per_s_q25"]
+    rng = np.random.default_rng(seed)
+    median_a = np.median(rng.choice(samples_a, (resamples, len(samples_a))), axis=1)
+    median_b = np.median(rng.choice(samples_b, (resamples, len(samples_b))), axis=1)
+    ratios = (b["batch_size"] / median_b) / (a["batch_size"] / median_a)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return ratio, float(low), float(high)
+
+
+def winner(low: float, high: float, name_a: str, name_b: str) -> str:
+    """Who is faster, only when the interval excludes 1."""
+    if math.isnan(low) or math.isnan(high):
+        return "not comparable"
+    if low > 1:
+        return name_b
+    if high < 1:
+        return name_a
+    return "no clear winner"
+
+
+def _best(group: pd.DataFrame) -> pd.Series | None:
+    """The fastest successful cell of a group (e.g. the faster split formulation), else its first line."""
+    if group.empty:
+        return None
+    ok = group[group["images_per_s"].notna()]
+    return ok.loc[ok["images_per_s"].idxmax()] if not ok.empty else group.iloc[0]
+
+
+MEMORY_COLUMNS = {
+    "peak_rss_mib": "peak RSS MiB",
+    "nvml_peak_mib": "NVML peak MiB",
+    "framework_peak_mib": "alloc peak MiB",
+}
+
+
+def contrast(
+    summary: pd.DataFrame,
+    column: str,
+    first: str,
+    second: str,
+    keys: list[str],
+    names: tuple[str, str],
+    show_impl: bool = False,
+    memory: bool = False,
+    both_measured: bool = False,
+) -> pd.DataFrame:
+    """``second`` against ``first`` of ``column`` for each group of ``keys``: images/s, IQR, ratio, winner.
+
+    Where a side has several cells in a group (both split formulations), its fastest is used and named.
+    With ``both_measured``, groups where one side was never run are left out (a failed run stays in).
+    """
+    if summary.empty:
+        return pd.DataFrame()
+    lines = []
+    for values, group in summary[summary[column].isin([first, second])].groupby(keys, sort=False, dropna=False):
+        a, b = _best(group[group[column] == first]), _best(group[group[column] == second])
+        if both_measured and (a is None or b is None):
+            continue
+        line = dict(zip(keys, values, strict=True))
+        for name, side in zip(names, (a, b), strict=True):
+            if show_impl:
+                line[f"{name} impl"] = "—" if side is None or side["layout"] != "split" else side["split_impl"]
+            line[f"{name} img/s"] = math.nan if side is None else side["images_per_s"]
+            line[f"{name} IQR"] = math.nan if side is None else side["iqr_images_per_s"]
+        ratio, low, high = ratio_interval(a, b) if a is not None and b is not None else (math.nan,) * 3
+        line[f"{names[1]}/{names[0]}"] = ratio
+        line["95% interval"] = "—" if math.isnan(low) else f"{low:.2f}–{high:.2f}"
+        line["faster"] = winner(low, high, *names)
+        if memory:
+            for source, label in MEMORY_COLUMNS.items():
+                for name, side in zip(names, (a, b), strict=True):
+                    line[f"{name} {label}"] = math.nan if side is None else side[source]
+        for name, side in zip(names, (a, b), strict=True):
+            line[f"{name} status"] = "missing" if side is None else side["status"]
+        lines.append(line)
+    return _drop_empty(pd.DataFrame(lines), like=" MiB")
+
+
+def _drop_empty(table: pd.DataFrame, like: str) -> pd.DataFrame:
+    """Drop columns (named with ``like``) that are missing everywhere, e.g. GPU memory on a CPU run."""
+    if table.empty:
+        return table
+    empty = [c for c in table.columns if like in c and table[c].isna().all()]
+    return table.drop(columns=empty)
+
+
+def _renamed(table: pd.DataFrame) -> pd.DataFrame:
+    return table.rename(columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl"})
+
+
+def cells_table(summary: pd.DataFrame) -> ReportTable:
+    """Every throughput cell: status, images/s, IQR, first step, memory, FLOP/s."""
+    if summary.empty:
+        return ReportTable("All cells", pd.DataFrame(), empty_text="No throughput cells in these results.")
+    columns = [
+        *CELL_KEYS,
+        "parallel",
+        "repeats",
+        "status",
+        "images_per_s",
+        "iqr_images_per_s",
+        "first_step_s",
+        "peak_rss_mib",
+        "nvml_peak_mib",
+        "framework_peak_mib",
+        "achieved_gflops",
+    ]
+    table = summary[columns].rename(
+        columns={
+            "images_per_s": "img/s",
+            "iqr_images_per_s": "IQR",
+            "first_step_s": "first step s",
+            "achieved_gflops": "GFLOP/s",
+            **MEMORY_COLUMNS,
+        }
+    )
+    table = _drop_empty(_renamed(table), like=" MiB")
+    notes = [
+        "img/s: batch / median step time, per-step times pooled over repeats; IQR: the interquartile range of "
+        "per-step images/s. A failed cell shows its status and no figures.",
+        "memory: peak RSS is the worker process on CPU (framework runtime included); on GPU, NVML's device peak "
+        "during the timed steps and the framework allocator's peak, summed over devices.",
+    ]
+    return ReportTable("All cells", table, notes)
+
+
+FRAMEWORK_KEYS = ["environment", "variant", "mode", "batch_size", "device_setup"]
+
+
+def framework_table(summary: pd.DataFrame) -> ReportTable:
+    """Keras against PyTorch per variant, mode, batch size and device setup: images/s and the ratio."""
+    table = contrast(summary, "framework", "torch", "keras", FRAMEWORK_KEYS, ("PyTorch", "Keras"), show_impl=True)
+    notes = [
+        RATIO_NOTE,
+        "split variants: each framework's faster formulation, named under impl (see the formulation table).",
+    ]
+    return ReportTable("Keras vs PyTorch", _renamed(table), notes)
+
+
+def memory_table(summary: pd.DataFrame) -> ReportTable:
+    """Keras against PyTorch memory: peak RSS (CPU); NVML device peak and allocator peak (GPU) where measured."""
+    table = contrast(summary, "framework", "torch", "keras", FRAMEWORK_KEYS, ("PyTorch", "Keras"), memory=True)
+    if not table.empty:
+        table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith((" MiB", " status"))]]]
+    notes = [
+        "peak RSS: the worker process on CPU, framework runtime included. NVML peak: device memory in use during "
+        "the timed steps (whole device), alloc peak: the framework allocator's own peak; both summed over devices "
+        "and shown only when measured.",
+        "split variants: the cell of each framework's faster formulation.",
+    ]
+    return ReportTable("Memory: Keras vs PyTorch", _renamed(table), notes)
+
+
+def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
+    """Grouped vs towers, single vs split, ImageNet vs CIFAR-100, per framework; only where both were run."""
+    if summary.empty:
+        return []
+    setup = ["mode", "batch_size", "device_setup"]
+    split = summary[summary["layout"] == "split"]
+    paper = summary[summary["dataset"] != "other"]
+    specs = [
+        (
+            split,
+            "split_impl",
+            ("grouped", "towers"),
+            "variant",
+            ("grouped", "towers"),
+            "Split formulation: grouped vs towers",
+            "identical parameters and outputs; only the kernels differ.",
+        ),
+        (
+            paper,
+            "layout",
+            ("single", "split"),
+            "dataset",
+            ("single", "split"),
+            "Single vs split tower layout",
+            "different networks: the split has fewer weights and FLOPs (see the variants table); split uses its "
+            "faster formulation.",
+        ),
+        (
+            paper,
+            "dataset",
+            ("imagenet", "cifar100"),
+            "layout",
+            ("ImageNet", "CIFAR-100"),
+            "ImageNet (227x227) vs CIFAR-100 (32x32)",
+            "different inputs and FLOPs per image (see the variants table).",
+        ),
+    ]
+    tables = []
+    for cells, column, (first, second), other, names, title, note in specs:
+        keys = ["environment", "framework", other, *setup]
+        table = contrast(
+            cells, column, first, second, keys, names, show_impl=column != "split_impl", both_measured=True
+        )
+        empty = f"No cell was measured as both {names[0]} and {names[1]} with the same settings."
+        tables.append(ReportTable(title, _renamed(table), [RATIO_NOTE, note], empty_text=empty))
+    return tables
+
+
+def _baseline(summary: pd.DataFrame, line: pd.Series) -> pd.Series | None:
+    """The one-device cell a multi-device cell is measured against: 1 GPU for GPUs, the CPU for simulated."""
+    same = summary[
+        (summary["environment"] == line["environment"])
+        & (summary["framework"] == line["framework"])
+        & (summary["variant"] == line["variant"])
+        & (summary["mode"] == line["mode"])
+        & (summary["batch_size"] == line["batch_size"])
+        & (summary["devices"] == 1)
+    ]
+    same = same[same["gpus"] == 1] if line["gpus"] > 0 else same[same["device_setup"] == "cpu"]
+    return _best(same)
+
+
+def _scaling_note(line: pd.Series, base: pd.Series | None) -> str:
+    if line["simulated"]:
+        return "simulated: no scaling claim"
+    if base is None:
+        return "no one-device baseline"
+    if math.isnan(base["images_per_s"]):
+        return f"one-device cell {base['status']}"
+    return ""
+
+
+def scaling_table(summary: pd.DataFrame) -> ReportTable:
+    """1 vs N devices: speedup and efficiency = img/s(N) / (N x img/s(1)); simulated devices make no claim."""
+    lines = []
+    multi = summary[summary["devices"] > 1] if not summary.empty else summary
+    for _, line in multi.iterrows():
+        base = _baseline(summary, line)
+        one = math.nan if base is None else base["images_per_s"]
+        speedup = line["images_per_s"] / one
+        lines.append(
+            {
+                "environment": line["environment"],
+                "framework": line["framework"],
+                "variant": line["variant"],
+                "mode": line["mode"],
+                "batch": line["batch_size"],
+                "devices": line["device_setup"],
+                "parallel": line["parallel"],
+                "img/s (1)": one,
+                "img/s (N)": line["images_per_s"],
+                "speedup": speedup,
+                "efficiency": math.nan if line["simulated"] else speedup / line["devices"],
+                "note": _scaling_note(line, base),
+                "status (N)": line["status"],
+            }
+        )
+    notes = [
+        "efficiency = img/s(N) / (N x img/s(1)), the same global batch on 1 and N devices; data-parallel cells "
+        "give each device batch/N.",
+        "simulated devices share the same CPU cores: their rows exercise the code path and say nothing about scaling.",
+    ]
+    return ReportTable("Scaling: 1 vs N devices", pd.DataFrame(lines), notes, {"efficiency": ".0%"})
+
+
+def flops_table(summary: pd.DataFrame) -> ReportTable:
+    """Achieved GFLOP/s per cell, and its fraction of a measured ceiling where the row has one."""
+    if summary.empty:
+        return ReportTable("Achieved FLOP/s", pd.DataFrame())
+    table = summary[[*CELL_KEYS, "status", "images_per_s", "achieved_gflops", "ceiling_gflops"]].copy()
+    table["of ceiling"] = table["achieved_gflops"] / table["ceiling_gflops"]
+    notes = ["FLOPs: forward convolutions and dense layers from the spec; training counted as 3x forward."]
+    if table["ceiling_gflops"].isna().all():
+        table = table.drop(columns=["ceiling_gflops", "of ceiling"])
+        notes.append("no ceiling (a large matmul on the same device) in these results: achieved GFLOP/s only.")
+    else:
+        notes.append("ceiling: the row's measured large-matmul FLOP/s on the same device.")
+    table = _renamed(table).rename(
+        columns={"images_per_s": "img/s", "achieved_gflops": "GFLOP/s", "ceiling_gflops": "ceiling GFLOP/s"}
+    )
+    return ReportTable("Achieved FLOP/s", table, notes, {"of ceiling": ".1%"})
+
+
+ACCURACY_COLUMNS = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "test_loss": "test loss",
+    "target_top1": "target top-1",
+    "time_to_target_s": "time to target s",
+    "train_seconds": "train s",
+    "train_images_per_s": "train img/s",
+}
+
+
+def accuracy_tables(frame: pd.DataFrame) -> list[ReportTable]:
+    """Accuracy runs side by side, and top-1 per epoch; shows whichever figures the rows have."""
+    runs = frame[frame["mode"] == "accuracy"] if not frame.empty else frame
+    if runs.empty:
+        return []
+    keys = ["environment", "variant", "split_impl", "train_dataset", "epochs", "batch_size", "framework"]
+    table = runs[[*keys, "status", *ACCURACY_COLUMNS]].sort_values(keys[:-1], kind="stable")
+    table = table.rename(columns={**ACCURACY_COLUMNS, "train_dataset": "data set"})
+    # Columns no run has are left out; "never reached the target" (missing) stays when there is a target.
+    keep = {"time to target s"} if table["target top-1"].notna().any() else set()
+    empty = [c for c in ACCURACY_COLUMNS.values() if table[c].isna().all() and c not in keep]
+    notes = ["time to target: training seconds until test top-1 first reached the target; missing if never."]
+    tables = [
+        ReportTable(
+            "Accuracy",
+            _renamed(table.drop(columns=empty)),
+            notes,
+            {"top-1": ".1%", "top-5": ".1%", "target top-1": ".0%"},
+        )
+    ]
+    curves = accuracy_curves(runs)
+    if not curves.empty:
+        wide = curves.pivot_table(index="epoch", columns="run", values="top1", aggfunc="first")
+        wide.columns = [f"{run} top-1" for run in wide.columns]
+        formats = {c: ".1%" for c in wide.columns}
+        tables.append(ReportTable("Top-1 per epoch", wide.reset_index(), [], formats))
+    return tables
+
+
+def accuracy_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch curves of accuracy runs in long form: run, epoch and the curve's figures."""
+    lines = []
+    for _, run in runs.iterrows():
+        label = f"{FRAMEWORK_NAMES.get(run['framework'], run['framework'])} {run['variant']}"
+        if run["environment"] != runs["environment"].iloc[0]:
+            label += f" [{run['environment']}]"
+        for point in run["curve"] if isinstance(run["curve"], list) else []:
+            if isinstance(point, dict) and "epoch" in point:
+                lines.append({"run": label, **point})
+    return pd.DataFrame(lines)
+
+
+def variants_table() -> ReportTable:
+    """Every variant from the spec (no framework import): input, classes, parameters, forward FLOPs."""
+    architectures: dict = {}
+    for name in VARIANTS:
+        try:
+            architectures[name] = get_variant(name)
+        except SpecError as error:
+            architectures[name] = str(error)
+    frame = variants_frame(architectures).rename(
+        columns={"input_hwc": "input (HxWxC)", "forward_gflops": "forward GFLOPs/image"}
+    )
+    return ReportTable("Variants", frame, [], {"forward GFLOPs/image": ".3f"})
+
+
+def layer_shapes_table() -> ReportTable:
+    """ImageNet vs CIFAR-100, layer by layer (C x H x W), with the paper's neuron counts beside ImageNet's."""
+    columns: dict[str, dict] = {}
+    for dataset in ("imagenet", "cifar100"):
+        for layout in ("single", "split"):
+            for info in infer(get_variant(f"{dataset}-{layout}")):
+                line = columns.setdefault(info.name, {"layer": info.name, "kind": info.kind})
+                if layout == "single":
+                    line[f"{dataset} shape"] = "x".join(map(str, info.output_shape))
+                    line[f"{dataset} neurons"] = info.neurons
+                line[f"{dataset} params ({layout})"] = info.params
+    weight_layers = [name for name, line in columns.items() if line["kind"] in ("conv", "dense")]
+    for name, paper in zip(weight_layers, PAPER_NEURONS, strict=True):
+        computed = columns[name]["imagenet neurons"]
+        columns[name]["paper neurons"] = paper
+        columns[name]["paper check"] = "ok" if paper == computed else f"(!) paper {paper:,} vs computed {computed:,}"
+    order = [
+        "layer",
+        "kind",
+        "imagenet shape",
+        "imagenet neurons",
+        "paper neurons",
+        "paper check",
+        "imagenet params (single)",
+        "imagenet params (split)",
+        "cifar100 shape",
+        "cifar100 neurons",
+        "cifar100 params (single)",
+        "cifar100 params (split)",
+    ]
+    frame = pd.DataFrame(list(columns.values()))[order]
+    notes = [
+        "shapes are C x H x W (PyTorch order). Paper neurons: section 3.5, conv1..fc8. (!) conv1: the paper says "
+        "253,440, but its own 55x55x96 maps give 290,400 (a known inconsistency in the paper, not an error here).",
+        "split: conv2, conv4 and conv5 see only their own tower, so they hold half the weights.",
+    ]
+    return ReportTable("Layers: ImageNet vs CIFAR-100", frame, notes)

@@ -97,8 +97,8 @@ def _conv_layers(layer: Conv, name: str, groups: int) -> list[layers.Layer]:
     return [*pad, conv]
 
 
-def _make_layer(layer, name: str, towers: int, groups: int) -> list[layers.Layer]:
-    """The Keras layers for one spec layer (or one tower of it: ``towers`` divides the widths)."""
+def make_layers(layer, name: str, towers: int, groups: int) -> list[layers.Layer]:
+    """The Keras layers for one spec layer, or one part of it: ``towers`` divides conv and dense widths."""
     if isinstance(layer, Conv):
         narrowed = Conv(
             layer.name,
@@ -117,7 +117,7 @@ def _make_layer(layer, name: str, towers: int, groups: int) -> list[layers.Layer
     if isinstance(layer, Flatten):
         return [layers.Flatten(name=name)]
     if isinstance(layer, Dense):
-        return [layers.Dense(layer.units, activation=layer.activation, name=name)]
+        return [layers.Dense(layer.units // towers, activation=layer.activation, name=name)]
     if isinstance(layer, Dropout):
         return [layers.Dropout(layer.rate, name=name)]
     raise TypeError(f"no Keras layer for {type(layer).__name__}")
@@ -132,9 +132,10 @@ def _regroup(xs: list, wanted: int | None, name: str) -> list:
     return list(ops.split(joined, wanted, axis=-1))
 
 
-def _apply(stack: list[layers.Layer], x):
+def apply_stack(stack: list[layers.Layer], x, **call_kwargs):
+    """Call layers in order; ``call_kwargs`` (e.g. ``training``) go to every call."""
     for layer in stack:
-        x = layer(x)
+        x = layer(x, **call_kwargs)
     return x
 
 
@@ -158,10 +159,12 @@ def build_keras_model(arch: Architecture, split_impl: str = "grouped") -> keras.
         xs = _regroup(xs, wanted, layer.name)
         if len(xs) == 1:
             groups = 1 if as_tensors else towers
-            xs = [_apply(_make_layer(layer, layer.name, 1, groups), xs[0])]
+            xs = [apply_stack(make_layers(layer, layer.name, 1, groups), xs[0])]
         else:
             width_divisor = towers if isinstance(layer, Conv) else 1
-            xs = [_apply(_make_layer(layer, f"{layer.name}_tower{i}", width_divisor, 1), x) for i, x in enumerate(xs)]
+            xs = [
+                apply_stack(make_layers(layer, f"{layer.name}_tower{i}", width_divisor, 1), x) for i, x in enumerate(xs)
+            ]
     return keras.Model(inputs, xs[0], name=f"alexnet_{arch.name}_{split_impl}".replace("-", "_"))
 
 

@@ -105,3 +105,16 @@ def test_data_parallel_torch_cells_are_launched_by_torchrun():
     assert "--nproc_per_node=2" in command
     assert runner.worker_command(CellConfig("torch", "cifar100-split", "train", 8, simulate_devices=2))[1:3] == [
         "-m", "benchmarks.worker"]
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("variant,parallel", [("cifar100-single", "data"), ("cifar100-split", "model")])
+def test_two_simulated_devices_run_for_real_in_both_frameworks(framework, variant, parallel):
+    """DDP under torchrun on gloo, MirroredStrategy and both model-parallel paths on logical CPUs."""
+    cell = CellConfig(framework, variant, "train", 4, "towers", simulate_devices=2, steps=1, warmup=1)
+    assert cell.parallel == parallel
+    result = runner.run_worker(cell, timeout_s=300)
+    assert result["status"] == "ok", result.get("traceback") or result.get("error")
+    assert result["metrics"]["images_per_s"] > 0
+    devices = result["metrics"]["environment"]["devices"]
+    assert len(devices) == 2, devices

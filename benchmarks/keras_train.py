@@ -1,0 +1,43 @@
+"""Keras 3 trainer for accuracy runs (see ``benchmarks.training``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.training import TrainConfig, Trainer
+from implementations.weight_mapping import LayerWeights
+
+
+class KerasTrainer(Trainer):
+    def __init__(self, config: TrainConfig, weights: LayerWeights) -> None:
+        import keras
+        import tensorflow as tf
+
+        from implementations.keras_alexnet import build_keras_model, load_weights
+        from implementations.keras_multi_device import compile_for_training
+        from implementations.variants import get_variant
+        from implementations.weight_mapping import torch_to_keras
+
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()  # before compiling; XLA stays off
+        arch = get_variant(config.variant)
+        self.model = build_keras_model(arch, config.split_impl)
+        load_weights(self.model, torch_to_keras(weights, arch))
+        compile_for_training(self.model, config.weight_decay, config.learning_rate, config.momentum)
+        self._predict = tf.function(lambda images: self.model(images, training=False))
+        self.deterministic = config.deterministic
+
+    def set_learning_rate(self, rate: float) -> None:
+        self.model.optimizer.learning_rate.assign(rate)
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+        return float(self.model.train_on_batch(images, labels))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._predict(images).numpy()
+
+    def environment(self) -> dict:
+        from benchmarks.keras_cell import keras_environment
+
+        return {**keras_environment(["/device:CPU:0"]), "deterministic": self.deterministic}

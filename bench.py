@@ -274,10 +274,10 @@ def train(
     dataset: Annotated[
         str, typer.Option(help="digits (bundled, offline) or cifar100 (the official archive).")
     ] = "digits",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 8,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per SGD step.")] = 64,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per SGD step.")] = 32,
     learning_rate: Annotated[
-        float, typer.Option(min=0.0, help="Base learning rate; divided by 10 at 50% and 75% of the epochs.")
+        float, typer.Option(min=0.0, help="Base learning rate; divided by 10 at 75% of the epochs.")
     ] = 0.01,
     split_impl: Annotated[
         str | None, typer.Option(help="grouped or towers for split variants. Default: per framework, as in run.")

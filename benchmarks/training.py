@@ -22,12 +22,12 @@ class TrainConfig:
     variant: str = "cifar100-split"
     split_impl: str = "grouped"
     dataset: str = "digits"
-    epochs: int = 8
-    batch_size: int = 64
+    epochs: int = 4
+    batch_size: int = 32
     learning_rate: float = 0.01
     # The paper divides the rate by 10 when validation error stops improving; with a fixed epoch
     # budget this suite divides it by 10 at these fractions of the run instead.
-    decay_at: tuple[float, ...] = (0.5, 0.75)
+    decay_at: tuple[float, ...] = (0.75,)
     momentum: float = MOMENTUM
     weight_decay: float = WEIGHT_DECAY
     init: str = "torch-default"

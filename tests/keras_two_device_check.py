@@ -48,15 +48,22 @@ after = [keras_alexnet.export_weights(m, single) for m in (mirrored, alone)]
 update = {name: np.abs(after[0][name]["kernel"] - after[1][name]["kernel"]).max() for name in after[0]}
 moved = {name: np.abs(after[1][name]["kernel"] - single_weights[name]["kernel"]).max() for name in after[1]}
 
-print(json.dumps({
-    "devices": devices,
-    "mp_params": model_parallel.count_params(),
-    "spec_params": parameter_count(split),
-    "mp_max_diff": float(np.abs(mp_logits - ref_logits).max()),
-    "logit_scale": float(np.abs(ref_logits).max()),
-    "tower_devices": {f"{name}_tower{i}": model_parallel.get_layer(f"{name}_tower{i}").kernel.value.device
-                      for name in ("conv2", "fc6") for i in (0, 1)},
-    "dp_losses": losses,
-    "dp_max_weight_diff": float(max(update.values())),
-    "min_layer_update": float(min(moved.values())),
-}))
+print(
+    json.dumps(
+        {
+            "devices": devices,
+            "mp_params": model_parallel.count_params(),
+            "spec_params": parameter_count(split),
+            "mp_max_diff": float(np.abs(mp_logits - ref_logits).max()),
+            "logit_scale": float(np.abs(ref_logits).max()),
+            "tower_devices": {
+                f"{name}_tower{i}": model_parallel.get_layer(f"{name}_tower{i}").kernel.value.device
+                for name in ("conv2", "fc6")
+                for i in (0, 1)
+            },
+            "dp_losses": losses,
+            "dp_max_weight_diff": float(max(update.values())),
+            "min_layer_update": float(min(moved.values())),
+        }
+    )
+)

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def one_line(text: str) -> str:
@@ -53,8 +54,23 @@ def test_a_results_file_of_another_schema_is_refused_and_left_alone(tmp_path):
 
 def test_a_small_sweep_prints_the_table_writes_rows_and_resumes(tmp_path):
     path = tmp_path / "r.jsonl"
-    args = ["run", "-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "4", "--steps", "2", "--warmup", "1",
-            "--results", str(path)]
+    args = [
+        "run",
+        "-f",
+        "torch",
+        "-v",
+        "cifar100-split",
+        "-m",
+        "infer",
+        "-b",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--results",
+        str(path),
+    ]
     first = bench(*args)
     assert first.returncode == 0, first.stderr
     assert "Throughput, images/s" in first.stdout and "cifar100-split" in first.stdout
@@ -73,9 +89,25 @@ def test_ctrl_c_keeps_every_finished_row_and_exits_130(tmp_path):
     finished = json.dumps({"schema_version": 1, "key": "earlier", "status": "ok"}) + "\n"
     path.write_text(finished)
     process = subprocess.Popen(
-        [sys.executable, "bench.py", "run", "-f", "torch", "-v", "cifar100-single", "-m", "train", "--steps", "100000",
-         "--results", str(path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "bench.py",
+            "run",
+            "-f",
+            "torch",
+            "-v",
+            "cifar100-single",
+            "-m",
+            "train",
+            "--steps",
+            "100000",
+            "--results",
+            str(path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(4)  # the first worker is running
     os.kill(process.pid, signal.SIGINT)

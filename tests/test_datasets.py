@@ -19,8 +19,12 @@ def cifar_batch(count: int, seed: int) -> dict:
     data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
     data[0, :1024], data[0, 1024:2048], data[0, 2048:] = 10, 20, 30  # image 0: R=10, G=20, B=30 everywhere
     data[0, 5] = 99  # R plane, row 0, column 5
-    return {b"data": data, b"fine_labels": [int(v) for v in rng.integers(0, 100, count)],
-            b"coarse_labels": [int(v) for v in rng.integers(0, 20, count)], b"filenames": [b"x.png"] * count}
+    return {
+        b"data": data,
+        b"fine_labels": [int(v) for v in rng.integers(0, 100, count)],
+        b"coarse_labels": [int(v) for v in rng.integers(0, 20, count)],
+        b"filenames": [b"x.png"] * count,
+    }
 
 
 def write_archive(path: Path, members: dict[str, bytes]) -> Path:

@@ -19,9 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def two_devices() -> dict:
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "keras_two_device_check.py")], cwd=ROOT,
-                          capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "keras_two_device_check.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -21,7 +21,9 @@ def test_default_cpu_plan_covers_every_paper_variant_mode_and_framework():
     assert len(cells) == 4 * 2 * 2
     assert {c.variant for c in cells} == {"imagenet-single", "imagenet-split", "cifar100-single", "cifar100-split"}
     assert {(c.framework, c.split_impl) for c in cells if "split" in c.variant} == {
-        ("torch", "grouped"), ("keras", "towers")}
+        ("torch", "grouped"),
+        ("keras", "towers"),
+    }
     assert {c.batch_size for c in cells} == {32} and {c.gpus for c in cells} == {0}
 
 
@@ -37,8 +39,12 @@ def test_two_gpus_also_run_one_for_scaling_and_pick_the_parallelism():
     assert device_setups(SweepOptions(gpus=2)) == [(1, 0), (2, 0)]
     cells = plan(SweepOptions(gpus=2, frameworks=["torch"], modes=["train"]))
     two = {c.variant: c.parallel for c in cells if c.devices == 2}
-    assert two == {"imagenet-single": "data", "imagenet-split": "model",
-                   "cifar100-single": "data", "cifar100-split": "model"}
+    assert two == {
+        "imagenet-single": "data",
+        "imagenet-split": "model",
+        "cifar100-single": "data",
+        "cifar100-split": "model",
+    }
     assert {c.batch_size for c in cells} == {128}
 
 

@@ -104,7 +104,9 @@ def test_data_parallel_torch_cells_are_launched_by_torchrun():
     assert command[1:4] == ["-m", "torch.distributed.run", "--standalone"]
     assert "--nproc_per_node=2" in command
     assert runner.worker_command(CellConfig("torch", "cifar100-split", "train", 8, simulate_devices=2))[1:3] == [
-        "-m", "benchmarks.worker"]
+        "-m",
+        "benchmarks.worker",
+    ]
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

@@ -30,7 +30,7 @@ def test_batch_order_is_fixed_by_seed_and_epoch_and_drops_the_partial_batch():
 
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
-    config = TrainConfig("torch", epochs=8, learning_rate=0.1)
+    config = TrainConfig("torch", epochs=8, learning_rate=0.1, decay_at=(0.5, 0.75))
     assert [round(learning_rate(config, e), 6) for e in range(8)] == [0.1] * 4 + [0.01] * 2 + [0.001] * 2
 
 
@@ -73,10 +73,17 @@ class MemorisingTrainer(Trainer):
 
 def test_run_training_drives_epochs_and_records_the_curve():
     rng = np.random.default_rng(0)
-    data = TrainingData(rng.standard_normal((20, 4, 4, 3)).astype(np.float32), rng.integers(0, 10, 20),
-                        rng.standard_normal((6, 4, 4, 3)).astype(np.float32), rng.integers(0, 10, 6), 10, "test")
+    data = TrainingData(
+        rng.standard_normal((20, 4, 4, 3)).astype(np.float32),
+        rng.integers(0, 10, 20),
+        rng.standard_normal((6, 4, 4, 3)).astype(np.float32),
+        rng.integers(0, 10, 6),
+        10,
+        "test",
+    )
     trainer = MemorisingTrainer(data.y_test)
-    history = run_training(TrainConfig("torch", epochs=4, batch_size=8, learning_rate=0.1), data, trainer)
+    config = TrainConfig("torch", epochs=4, batch_size=8, learning_rate=0.1, decay_at=(0.5, 0.75))
+    history = run_training(config, data, trainer)
     assert trainer.steps == 4 * 2 and len(history["step_losses"]) == 8
     assert trainer.rates == pytest.approx([0.1, 0.1, 0.01, 0.001])
     assert [c["epoch"] for c in history["curve"]] == [1, 2, 3, 4]
@@ -97,6 +104,5 @@ def test_initial_weights_have_the_spec_parameter_count_and_depend_on_the_seed(sc
 def test_paper_initialisation_follows_section_5():
     weights = initial_weights(get_variant("cifar100-single"), scheme="paper")
     assert weights["conv1"]["kernel"].std() == pytest.approx(0.01, rel=0.05)
-    assert {name for name, w in weights.items() if np.all(w["bias"] == 1)} == {"conv2", "conv4", "conv5", "fc6",
-                                                                                "fc7"}
+    assert {name for name, w in weights.items() if np.all(w["bias"] == 1)} == {"conv2", "conv4", "conv5", "fc6", "fc7"}
     assert np.all(weights["fc8"]["bias"] == 0) and np.all(weights["conv1"]["bias"] == 0)

@@ -177,6 +177,16 @@ def run(
         typer.Option("--report", help="Folder for the report written at the end. Default: next to --results."),
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
+    best: Annotated[
+        bool, typer.Option("--best", help="Try each fast path against each baseline and report the fastest.")
+    ] = False,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (PyTorch autocast, Keras mixed_bfloat16).")] = "fp32",
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile for PyTorch, XLA (jit_compile) for Keras.")
+    ] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="PyTorch channels_last memory format.")
+    ] = False,
 ) -> None:
     """Measure training and inference throughput and memory, each cell in its own process.
 
@@ -207,6 +217,10 @@ def run(
         simulate_devices=simulate_devices,
         quick=quick,
         seed=seed,
+        precision=precision,
+        compiled=compile_model,
+        channels_last=channels_last,
+        best=best,
     )
     try:
         cells = plan(options)
@@ -216,6 +230,15 @@ def run(
         raise fail(str(error)) from None
     for warning in existing.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if best and not gpus and not simulate_devices:
+        from benchmarks.fast_paths import native_bf16
+
+        if not native_bf16():
+            console.print(
+                "note: bf16 not tried: this CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 is far "
+                "slower than fp32. Ask for it with --precision bf16.",
+                highlight=False,
+            )
     skipped = done_keys(existing.rows) if resume else set()
     todo = [cell for cell in cells if cell.key() not in skipped]
     if resume:
@@ -253,7 +276,12 @@ def run(
     keys = {cell.key() for cell in cells}
     rows = [row for row in read_results(results).rows if row.get("key") in keys]
     latest = {row["key"]: row for row in rows}  # a cell run again supersedes its older rows
-    render_throughput(rows_to_frame(list(latest.values())), console)
+    frame = rows_to_frame(list(latest.values()))
+    render_throughput(frame, console)
+    if best:
+        from reports.best import render_best
+
+        render_best(frame, console)
     failed = [row for row in latest.values() if row["status"] != "ok"]
     console.print(f"{len(latest)} cells, {len(failed)} failed; rows in {results}")
     if not no_report:

@@ -1,4 +1,4 @@
-"""The limit next to every figure: the best dense matmul rate of the same framework on the same device.
+"""The limit next to every figure: the best dense matmul rate of the same framework, device and precision.
 
 A square fp32 matmul is as close to peak as these frameworks get; AlexNet's FLOP/s as a fraction
 of it shows how far a configuration is from what the device can do (DESIGN.md section 4).
@@ -15,7 +15,7 @@ def matmul_size(on_gpu: bool) -> int:
     return 8192 if on_gpu else 2048
 
 
-def best_rate(run_once: Callable[[], None], size: int, repeats: int = 5) -> dict[str, float]:
+def best_rate(run_once: Callable[[], None], size: int, repeats: int = 5, dtype: str = "float32") -> dict:
     """Best FLOP/s over ``repeats`` timed products (after one untimed), ``run_once`` syncing itself."""
     run_once()
     best = float("inf")
@@ -23,4 +23,4 @@ def best_rate(run_once: Callable[[], None], size: int, repeats: int = 5) -> dict
         start = time.perf_counter()
         run_once()
         best = min(best, time.perf_counter() - start)
-    return {"ceiling_flops_per_s": 2 * size**3 / best, "ceiling_matmul_size": size, "ceiling_dtype": "float32"}
+    return {"ceiling_flops_per_s": 2 * size**3 / best, "ceiling_matmul_size": size, "ceiling_dtype": dtype}

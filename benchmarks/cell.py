@@ -21,6 +21,14 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 
 
+def fast_path_label(precision: str = "fp32", compiled: bool = False, channels_last: bool = False) -> str:
+    """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none)."""
+    parts = [precision] if precision != "fp32" else []
+    parts += ["compiled"] if compiled else []
+    parts += ["channels_last"] if channels_last else []
+    return "+".join(parts) or "fp32"
+
+
 @dataclass(frozen=True)
 class CellConfig:
     framework: str
@@ -34,6 +42,10 @@ class CellConfig:
     warmup: int = 3
     repeat: int = 0
     seed: int = 0
+    # Fast paths (see benchmarks.fast_paths); the defaults are the plain fp32 eager models.
+    precision: str = "fp32"  # or "bf16": PyTorch autocast, Keras mixed_bfloat16
+    compiled: bool = False  # PyTorch torch.compile, Keras XLA (jit_compile)
+    channels_last: bool = False  # PyTorch memory format (Keras is channels-last already)
 
     @property
     def devices(self) -> int:
@@ -62,7 +74,11 @@ class CellConfig:
         impl = f"/{self.split_impl}" if get_variant(self.variant).is_split and self.parallel == "none" else ""
         parallel = f" {self.parallel}-parallel" if self.parallel != "none" else ""
         setup = f"{self.device_setup}{parallel}"
-        return f"{self.framework} {self.variant}{impl} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
+        fast = f" [{self.fast_paths()}]" if self.fast_paths() != "fp32" else ""
+        return f"{self.framework} {self.variant}{impl}{fast} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
+
+    def fast_paths(self) -> str:
+        return fast_path_label(self.precision, self.compiled, self.channels_last)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

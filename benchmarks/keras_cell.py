@@ -60,6 +60,8 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
         from implementations import keras_multi_device
 
     keras.utils.set_random_seed(config.seed)
+    if config.precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
     arch = get_variant(config.variant)
     if config.parallel == "data":
         if config.batch_size % len(devices):
@@ -71,6 +73,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             weight_decay=WEIGHT_DECAY,
             learning_rate=LEARNING_RATE,
             momentum=MOMENTUM,
+            jit_compile=config.compiled,
         )
     else:
         if config.parallel == "model":
@@ -79,7 +82,9 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             with tf.device(devices[0]):
                 model = build_keras_model(arch, config.split_impl)
         if training:
-            keras_multi_device.compile_for_training(model, WEIGHT_DECAY, LEARNING_RATE, MOMENTUM)
+            keras_multi_device.compile_for_training(
+                model, WEIGHT_DECAY, LEARNING_RATE, MOMENTUM, jit_compile=config.compiled
+            )
 
     rng = np.random.default_rng(config.seed)
     c, h, w = arch.input_shape
@@ -92,7 +97,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
         def step() -> object:
             return model.train_on_batch(x, y)  # returns the loss as a Python float: a host sync
     else:
-        predict = tf.function(lambda images: model(images, training=False), jit_compile=False)
+        predict = tf.function(lambda images: model(images, training=False), jit_compile=config.compiled)
 
         def step() -> object:
             return predict(x).numpy()  # .numpy() waits for the device
@@ -115,12 +120,13 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
 
     def ceiling() -> dict:
         size = matmul_size(bool(gpu_names))
+        dtype = tf.bfloat16 if config.precision == "bf16" else tf.float32
         with tf.device(devices[0]):
-            a = tf.random.normal((size, size))
-            b = tf.random.normal((size, size))
+            a = tf.cast(tf.random.normal((size, size)), dtype)
+            b = tf.cast(tf.random.normal((size, size)), dtype)
         product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)[0, :1]))
         # Reading one element back waits for the product; the slice keeps the copy negligible.
-        return best_rate(lambda: product().numpy(), size)
+        return best_rate(lambda: product().numpy(), size, dtype=dtype.name)
 
     return PreparedCell(
         ceiling=ceiling,

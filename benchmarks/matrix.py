@@ -6,12 +6,16 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
+from benchmarks.fast_paths import candidates
 from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_IMPLS, get_variant
 
 # Split formulation each framework runs unless asked otherwise: the faster one in the 2-core CPU
 # measurements of DESIGN.md section 3 (PyTorch: grouped 35 vs towers 27 img/s training; Keras on
 # TensorFlow: towers 54 vs grouped 16, its grouped-conv gradient being slow on CPU).
 DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers"}
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 class SweepError(ValueError):
@@ -45,6 +49,10 @@ class SweepOptions:
     simulate_devices: int = 0
     quick: bool = False
     seed: int = 0
+    precision: str = "fp32"
+    compiled: bool = False
+    channels_last: bool = False
+    best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
 
 
 def _check_choices(kind: str, given: list, valid: tuple) -> None:
@@ -73,6 +81,10 @@ def validate(options: SweepOptions) -> None:
         raise SweepError(f"--gpus must be 0 (CPU) or more, got {options.gpus}")
     if options.simulate_devices and options.gpus:
         raise SweepError("--simulate-devices runs on the CPU; it cannot be combined with --gpus")
+    if options.precision not in PRECISIONS:
+        raise SweepError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if options.channels_last and options.frameworks != ["torch"]:
+        raise SweepError("--channels-last is a PyTorch option (Keras is channels-last already); add -f torch")
     if options.simulate_devices == 1 or options.simulate_devices < 0:
         raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
 
@@ -107,7 +119,21 @@ def plan(options: SweepOptions) -> list[CellConfig]:
         else:
             impls = ["grouped"]  # no towered layer: both formulations are the same model
         for impl in impls:
-            cells.append(
-                CellConfig(framework, variant, mode, batch, impl, gpus, simulated, steps, warmup, repeat, options.seed)
+            cell = CellConfig(
+                framework,
+                variant,
+                mode,
+                batch,
+                impl,
+                gpus,
+                simulated,
+                steps,
+                warmup,
+                repeat,
+                options.seed,
+                precision=options.precision,
+                compiled=options.compiled,
+                channels_last=options.channels_last,
             )
-    return cells
+            cells.extend(candidates(cell) if options.best else [cell])
+    return list(dict.fromkeys(cells))  # --best with both formulations asked for would repeat cells

@@ -67,11 +67,17 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
     devices = _devices(config)
     if config.parallel == "data" and "WORLD_SIZE" not in os.environ:
         raise RuntimeError("a data-parallel PyTorch cell must be launched by torchrun")
+    uses_cuda = any(d.type == "cuda" for d in devices)
+    torch.backends.cudnn.benchmark = uses_cuda  # autotuned convolution kernels; warm-up absorbs the search
     model, device, local_batch = _model(config, devices)
     arch = get_variant(config.variant)
     x = torch.randn(local_batch, *arch.input_shape, device=device)
     y = torch.randint(0, arch.classes, (local_batch,), device=device)
-    uses_cuda = any(d.type == "cuda" for d in devices)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compiled else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
     def sync() -> None:
         if uses_cuda:
@@ -84,14 +90,17 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
+            with autocast:
+                loss = F.cross_entropy(forward(x), y)
+            loss.backward()
             optimizer.step()
     else:
         model.eval()
 
         @torch.inference_mode()
         def step() -> None:
-            model(x)
+            with autocast:
+                forward(x)
 
     def reset_peak() -> None:
         if uses_cuda:
@@ -109,14 +118,15 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
 
     def ceiling() -> dict:
         size = matmul_size(uses_cuda)
-        a = torch.randn(size, size, device=devices[0])
-        b = torch.randn(size, size, device=devices[0])
+        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+        a = torch.randn(size, size, device=devices[0], dtype=dtype)
+        b = torch.randn(size, size, device=devices[0], dtype=dtype)
 
         def product() -> None:
             torch.mm(a, b)
             sync()
 
-        return best_rate(product, size)
+        return best_rate(product, size, dtype=str(dtype).removeprefix("torch."))
 
     return PreparedCell(
         ceiling=ceiling,

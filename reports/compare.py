@@ -26,7 +26,7 @@ from reports.load import load_results
 from reports.render import format_value, markdown_table
 from reports.tables import ReportTable, summarize_cells
 
-COMPARE_KEYS = ["framework", "variant", "split_impl", "mode", "batch_size", "device_setup"]
+COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
 REGRESSED = ("regression", "broken")
 VERDICT_STYLE = {"regression": "red", "broken": "red", "improved": "green", "fixed": "green"}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.cell import fast_path_label
 from benchmarks.environment import machine_id
 from benchmarks.results import ResultsFileError, read_results
 
@@ -164,6 +165,9 @@ def row_record(row: dict, source: str, line: int) -> dict:
         "dataset": dataset,
         "layout": layout,
         "split_impl": cell.get("split_impl", "grouped"),
+        "fast_path": fast_path_label(
+            cell.get("precision", "fp32"), cell.get("compiled", False), cell.get("channels_last", False)
+        ),
         "mode": cell["mode"],
         "batch_size": int(cell["batch_size"]),
         "repeat": int(cell.get("repeat", 0)),

@@ -31,7 +31,8 @@ def _cell_text(group: pd.DataFrame) -> str:
 def render_throughput(frame: pd.DataFrame, console: Console) -> None:
     """images/s (median ± half the IQR) per cell, Keras and PyTorch side by side.
 
-    Split variants name the formulation each framework ran (grouped or towers).
+    Split variants name the formulation each framework ran (grouped or towers); fast paths
+    other than plain fp32 are named too.
     """
     if frame.empty:
         console.print("no throughput results to show")
@@ -45,9 +46,11 @@ def render_throughput(frame: pd.DataFrame, console: Console) -> None:
         cells = []
         for framework in frameworks:
             parts = []
-            for impl, part in group[group["framework"] == framework].groupby("split_impl", sort=False):
-                label = f" ({impl})" if "split" in variant else ""
-                parts.append(_cell_text(part) + label)
+            mine = group[group["framework"] == framework]
+            for (impl, fast), part in mine.groupby(["split_impl", "fast_path"], sort=False):
+                names = [impl] if "split" in variant else []
+                names += [fast] if fast != "fp32" else []
+                parts.append(_cell_text(part) + (f" ({'+'.join(names)})" if names else ""))
             cells.append("\n".join(parts))
         table.add_row(variant, mode, str(batch), setup, *cells)
     console.print(table)

@@ -25,7 +25,7 @@ from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
 from reports.parity_table import variants_frame
 
 THROUGHPUT_MODES = ("train", "infer")
-CELL_KEYS = ["environment", "framework", "variant", "split_impl", "mode", "batch_size", "device_setup"]
+CELL_KEYS = ["environment", "framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
 FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
 BOOTSTRAP_RESAMPLES = 2000
 RATIO_NOTE = (

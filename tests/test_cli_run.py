@@ -108,10 +108,32 @@ def test_ctrl_c_keeps_every_finished_row_and_exits_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background jobs inherit SIGINT as ignored; at a terminal, Ctrl-C is not ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(4)  # the first worker is running
+    deadline = time.monotonic() + 120
+    while not worker_children(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = worker_children(process.pid)
+    assert workers, "the sweep never started a worker"
+    time.sleep(1)  # mid-cell
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted; every finished cell is saved" in one_line(stderr)
     assert path.read_text() == finished
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # the worker went with the sweep
+
+
+def worker_children(parent: int) -> list[int]:
+    """Live processes whose parent is ``parent`` and that run the benchmark worker."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"benchmarks.worker" in cmdline and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

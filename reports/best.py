@@ -1,0 +1,89 @@
+"""``bench.py run --best``: per framework and variant, the fastest configuration and what each fast path did."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+
+GROUP = ["framework", "variant", "mode", "batch_size", "device_setup"]
+
+
+def _config(row: pd.Series) -> str:
+    impl = row["split_impl"] if "split" in row["variant"] else ""
+    return "+".join(filter(None, [impl, row["fast_path"]]))
+
+
+def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per group: the winner, its ratio to the baseline, its share of the ceiling, the rest."""
+    lines = []
+    for key, group in frame.groupby(GROUP, sort=False):
+        ok = group[group["status"] == "ok"]
+        framework, variant = key[0], key[1]
+        default_impl = DEFAULT_SPLIT_IMPL[framework] if "split" in variant else group["split_impl"].iloc[0]
+        base = ok[(ok["fast_path"] == "fp32") & (ok["split_impl"] == default_impl)]
+        base_rate = float(base["images_per_s"].median()) if not base.empty else float("nan")
+        rates = ok.groupby(ok.apply(_config, axis=1))["images_per_s"].median().sort_values(ascending=False)
+        winner = ok[ok.apply(_config, axis=1) == rates.index[0]].iloc[0] if not rates.empty else None
+        failed = group[group["status"] != "ok"]
+        others = [f"{config} {rate / base_rate:.2f}x" for config, rate in rates.iloc[1:].items()]
+        others += [f"{_config(row)} {row['status']}" for _, row in failed.iterrows()]
+        fraction = (
+            winner["achieved_gflops"] / winner["devices"] / winner["ceiling_gflops"] if winner is not None else None
+        )
+        lines.append(
+            {
+                **dict(zip(GROUP, key, strict=True)),
+                "winner": _config(winner) if winner is not None else "none finished",
+                "images_per_s": rates.iloc[0] if not rates.empty else None,
+                "vs_baseline": rates.iloc[0] / base_rate if not rates.empty else None,
+                "baseline_images_per_s": base_rate,
+                "fraction_of_ceiling": fraction,
+                "ceiling_dtype_gflops": winner["ceiling_gflops"] if winner is not None else None,
+                "others": ", ".join(others),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def render_best(frame: pd.DataFrame, console: Console) -> None:
+    table = Table(title="Fastest configuration per framework and variant (--best)", title_justify="left")
+    for header in (
+        "framework",
+        "variant",
+        "mode",
+        "batch",
+        "devices",
+        "winner",
+        "img/s",
+        "x baseline",
+        "of ceiling",
+        "others (x baseline)",
+    ):
+        table.add_column(
+            header, justify="right" if header in ("batch", "img/s", "x baseline", "of ceiling") else "left"
+        )
+    for row in best_frame(frame).itertuples():
+        fraction = "—" if pd.isna(row.fraction_of_ceiling) else f"{row.fraction_of_ceiling:.0%}"
+        rate = "—" if pd.isna(row.images_per_s) else f"{row.images_per_s:,.1f}"
+        ratio = "—" if pd.isna(row.vs_baseline) else f"{row.vs_baseline:.2f}"
+        table.add_row(
+            row.framework,
+            row.variant,
+            row.mode,
+            str(row.batch_size),
+            row.device_setup,
+            row.winner,
+            rate,
+            ratio,
+            fraction,
+            row.others,
+        )
+    console.print(table)
+    console.print(
+        "baseline: fp32, no compilation, the framework's default split formulation; the ceiling is the "
+        "same framework's matmul in the winner's precision on one device.",
+        highlight=False,
+    )

@@ -1,0 +1,88 @@
+"""Fast paths: which candidates --best tries, that each runs for real, and the ceiling beside it."""
+
+import pytest
+
+from benchmarks import runner
+from benchmarks.cell import CellConfig
+from benchmarks.fast_paths import candidates, describe, native_bf16
+from benchmarks.matrix import SweepError, SweepOptions, plan
+
+
+def test_torch_split_candidates_change_one_thing_each():
+    base = CellConfig("torch", "cifar100-split", "train", 8, "grouped")
+    found = candidates(base, bf16_ok=True)
+    assert [describe(c) for c in found] == [
+        "grouped+fp32",
+        "towers+fp32",
+        "grouped+channels_last",
+        "grouped+compiled",
+        "grouped+bf16",
+    ]
+    assert found[0] == base
+
+
+def test_keras_has_no_channels_last_and_model_parallel_keeps_its_towers():
+    keras = candidates(CellConfig("keras", "cifar100-single", "infer", 8), bf16_ok=False)
+    assert [describe(c) for c in keras] == ["fp32", "compiled"]
+    parallel = candidates(CellConfig("torch", "cifar100-split", "train", 8, "towers", simulate_devices=2), True)
+    assert {c.split_impl for c in parallel} == {"towers"}
+
+
+def test_bf16_is_tried_only_where_it_is_native():
+    assert native_bf16("flags : fpu sse avx2 avx512f avx512_bf16") is True
+    assert native_bf16("flags : fpu sse avx2 fma") is False
+    assert native_bf16("Features : fp asimd bf16") is True
+    on_gpu = candidates(CellConfig("torch", "cifar100-single", "train", 8, gpus=1))
+    assert any(c.precision == "bf16" for c in on_gpu)
+
+
+def test_best_plan_and_bad_fast_path_options():
+    cells = plan(SweepOptions(quick=True, best=True, frameworks=["torch"], modes=["infer"]))
+    assert len(cells) == len(set(cells)) and {c.compiled for c in cells} == {False, True}
+    with pytest.raises(SweepError, match="unknown precision 'fp8'"):
+        plan(SweepOptions(precision="fp8"))
+    with pytest.raises(SweepError, match="--channels-last is a PyTorch option"):
+        plan(SweepOptions(channels_last=True))
+
+
+def test_labels_name_the_fast_path():
+    cell = CellConfig("torch", "cifar100-split", "infer", 8, precision="bf16", compiled=True)
+    assert "[bf16+compiled]" in cell.label()
+    assert cell.key() != CellConfig("torch", "cifar100-split", "infer", 8).key()
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        CellConfig("torch", "cifar100-split", "train", 4, channels_last=True, steps=1, warmup=1),
+        CellConfig("keras", "cifar100-split", "infer", 4, "towers", compiled=True, steps=1, warmup=1),
+    ],
+    ids=["torch-channels_last", "keras-xla"],
+)
+def test_fast_path_cells_run_and_carry_their_ceiling(cell):
+    result = runner.run_worker(cell, timeout_s=300)
+    assert result["status"] == "ok", result.get("traceback") or result.get("error")
+    metrics = result["metrics"]
+    assert metrics["ceiling_flops_per_s"] > 1e9 and metrics["ceiling_dtype"] == "float32"
+    assert 0 < metrics["fraction_of_ceiling"] < 2
+    assert metrics["fraction_of_ceiling"] == pytest.approx(
+        metrics["achieved_flops_per_s"] / metrics["ceiling_flops_per_s"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cell",
+    [
+        CellConfig("torch", "cifar100-single", "infer", 2, compiled=True, steps=1, warmup=1),
+        CellConfig("torch", "cifar100-single", "infer", 2, precision="bf16", steps=1, warmup=1),
+        CellConfig("keras", "cifar100-single", "infer", 2, precision="bf16", steps=1, warmup=1),
+    ],
+    ids=["torch-compile", "torch-bf16", "keras-bf16"],
+)
+def test_slow_fast_paths_run(cell):
+    """torch.compile takes minutes on 2 cores, bf16 is emulated on CPUs without it: kept out of CI."""
+    result = runner.run_worker(cell, timeout_s=1200)
+    assert result["status"] == "ok", result.get("traceback") or result.get("error")
+    if cell.precision == "bf16":
+        assert result["metrics"]["ceiling_dtype"] == "bfloat16"

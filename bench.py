@@ -447,6 +447,61 @@ def _accuracy_line(row: dict) -> str:
 
 
 @app.command()
+def selfcheck(
+    framework: Annotated[
+        list[str] | None, typer.Option("--framework", "-f", help="torch or keras (repeatable).")
+    ] = None,
+    variant: Annotated[str, typer.Option("--variant", "-v", help="Variant to time.")] = "cifar100-split",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="Steps per round (seven rounds of each loop, alternating).")] = 5,
+) -> None:
+    """Check the harness costs under 2%: runner's timed loop vs a bare loop, same model, same process."""
+    from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
+    from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+    from benchmarks.runner import run_process, worker_command, worker_environment
+
+    frameworks = framework or list(FRAMEWORKS)
+    wrong = [name for name in frameworks if name not in FRAMEWORKS]
+    if wrong:
+        raise fail(f"unknown framework {', '.join(map(repr, wrong))}; valid: {', '.join(FRAMEWORKS)}")
+    try:
+        arch = get_variant(variant)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    from rich.table import Table
+
+    table = Table(title="Harness overhead (median over rounds; positive = the runner is slower)", title_justify="left")
+    for header in ("framework", "mode", "runner img/s", "bare loop img/s", "overhead", "IQR over rounds", "verdict"):
+        table.add_column(header, justify="left" if header in ("framework", "mode", "verdict") else "right")
+    failed = False
+    for name in frameworks:
+        for mode in MODES:
+            impl = DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped"
+            cell = CellConfig(name, variant, mode, batch_size, impl, steps=steps, warmup=2)
+            with console.status(f"timing {name} {mode}"):
+                result = run_process([*worker_command(cell), "--selfcheck"], worker_environment(cell), 1800)
+            if result["status"] != "ok":
+                table.add_row(name, mode, "", "", "", "", f"[red]{result['status']}: {result.get('error')}[/]")
+                failed = True
+                continue
+            m = result["metrics"]
+            ok = m["within_tolerance"]
+            failed |= not ok
+            table.add_row(
+                name,
+                mode,
+                f"{m['harness_images_per_s']:,.1f}",
+                f"{m['bare_images_per_s']:,.1f}",
+                f"{m['overhead']:+.2%}",
+                f"{m['overhead_iqr']:.2%}",
+                "[green]within 2%[/]" if ok else "[red]over 2%[/]",
+            )
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(
     results: Annotated[
         list[Path] | None,

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     job.add_argument("--config", help="a throughput cell as JSON (see benchmarks.cell.CellConfig)")
     job.add_argument("--train", help="an accuracy run as JSON (see benchmarks.training.TrainConfig)")
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
+    parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
     reporter = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.training import TrainConfig
 
             figures = train(TrainConfig.from_dict(json.loads(args.train)))
+        elif args.selfcheck:
+            from benchmarks.selfcheck import measure_overhead
+
+            figures = measure_overhead(CellConfig.from_dict(json.loads(args.config)))
         else:
             figures, reporter = measure(CellConfig.from_dict(json.loads(args.config)))
         result = {"status": "ok", "metrics": figures}

@@ -1,0 +1,36 @@
+"""pytest-benchmark: one training step and one inference step per CIFAR-100 variant.
+
+The steps are the runner's own (``benchmarks.cell.PreparedCell``), timed in pedantic mode: one
+step per round, the device synchronised inside the timed call, warm-up rounds first.
+"""
+
+import pytest
+
+from benchmarks.cell import CellConfig
+from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+from benchmarks.worker import prepare
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+@pytest.mark.parametrize("variant", ["cifar100-single", "cifar100-split"])
+def test_step(benchmark, request, framework, variant, mode):
+    batch = request.config.getoption("--bench-batch-size")
+    impl = DEFAULT_SPLIT_IMPL[framework] if "split" in variant else "grouped"
+    cell = prepare(CellConfig(framework, variant, mode, batch, impl))
+
+    def synchronised_step():
+        cell.step()
+        cell.sync()
+
+    benchmark.group = f"{variant} {mode}"
+    benchmark.extra_info.update(
+        {
+            "framework": framework,
+            "variant": variant,
+            "mode": mode,
+            "batch_size": batch,
+            "split_impl": impl,
+            "device_setup": "1 gpu" if "cuda" in str(cell.environment.get("devices")) else "cpu",
+        }
+    )
+    benchmark.pedantic(synchronised_step, rounds=10, iterations=1, warmup_rounds=3)

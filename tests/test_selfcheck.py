@@ -10,8 +10,9 @@ from benchmarks.selfcheck import measure_overhead
 
 
 def fake_cell(sync_cost_s: float) -> PreparedCell:
-    return PreparedCell(step=lambda: time.sleep(0.01), sync=lambda: time.sleep(sync_cost_s), images_per_step=4,
-                        environment={})
+    return PreparedCell(
+        step=lambda: time.sleep(0.01), sync=lambda: time.sleep(sync_cost_s), images_per_step=4, environment={}
+    )
 
 
 @pytest.mark.parametrize("sync_cost_s,within", [(0.0, True), (0.004, False)])

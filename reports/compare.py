@@ -74,7 +74,9 @@ class ComparisonResult:
             "note": "note",
         }
         frame = self.cells[list(columns)].rename(columns=columns) if not self.cells.empty else pd.DataFrame()
-        frame = frame.rename(columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl"})
+        frame = frame.rename(
+            columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
+        )
         return ReportTable(
             "Comparison",
             frame,

@@ -210,7 +210,8 @@ def _drop_empty(table: pd.DataFrame, like: str) -> pd.DataFrame:
 
 
 def _renamed(table: pd.DataFrame) -> pd.DataFrame:
-    return table.rename(columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl"})
+    renames = {"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
+    return table.rename(columns=renames)
 
 
 def cells_table(summary: pd.DataFrame) -> ReportTable:

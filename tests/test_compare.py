@@ -104,7 +104,7 @@ def test_markdown_and_terminal_renderings_name_the_regressions(tmp_path: Path) -
     base, new = _files(tmp_path, factory.sweep(seed=1, **SMALL), factory.sweep(seed=2, slowdown=1.25, **SMALL))
     result = compare([base], [new])
     markdown = result.to_markdown()
-    assert "| torch | imagenet-single | grouped | train | 32 | cpu |" in markdown
+    assert "| torch | imagenet-single | grouped | fp32 | train | 32 | cpu |" in markdown
     assert markdown.count("| regression |") == 4 and "-20." in markdown
     assert "two-sided Mann-Whitney U" in markdown
     console = Console(file=io.StringIO(), width=220)

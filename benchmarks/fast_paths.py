@@ -40,7 +40,9 @@ def candidates(baseline: CellConfig, bf16_ok: bool | None = None) -> list[CellCo
         found.append(replace(baseline, split_impl=other))
     if baseline.framework == "torch":
         found.append(replace(baseline, channels_last=True))
-    found.append(replace(baseline, compiled=True))
+    if baseline.framework == "torch" or baseline.parallel != "model":
+        # XLA compiles a step for one device: Keras refuses it for towers on different devices.
+        found.append(replace(baseline, compiled=True))
     if bf16_ok:
         found.append(replace(baseline, precision="bf16"))
     return found

@@ -63,10 +63,11 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
     if config.precision == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
     arch = get_variant(config.variant)
+    strategy = None
     if config.parallel == "data":
         if config.batch_size % len(devices):
             raise ValueError(f"batch size {config.batch_size} does not split over {len(devices)} devices")
-        _, model = keras_multi_device.build_data_parallel(
+        strategy, model = keras_multi_device.build_data_parallel(
             arch,
             config.split_impl,
             devices,
@@ -91,11 +92,18 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
     with tf.device(devices[0]):
         x = tf.constant(rng.standard_normal((config.batch_size, h, w, c), dtype=np.float32))
         y = tf.constant(rng.integers(0, arch.classes, config.batch_size))
+    if strategy is not None:
+        # Each replica gets its own shard of the global batch, placed on its device once.
+        x, y = keras_multi_device.distribute_batch(strategy, x, y)
 
     if training:
 
         def step() -> object:
             return model.train_on_batch(x, y)  # returns the loss as a Python float: a host sync
+    elif strategy is not None:
+
+        def step() -> object:
+            return model.predict_on_batch(x)  # every replica predicts its shard; returns NumPy
     else:
         predict = tf.function(lambda images: model(images, training=False), jit_compile=config.compiled)
 

@@ -1,18 +1,21 @@
 """Keras 3 on TensorFlow across devices: the paper's optimiser, data parallelism, model parallelism.
 
-- ``compile_for_training``: SGD with momentum and the paper's weight decay. The paper's decay is
-  coupled (section 5: v <- 0.9 v - 0.0005 lr w - lr grad), as in ``torch.optim.SGD``; Keras'
-  own ``weight_decay`` argument is decoupled (it shrinks weights outside the momentum), so the
-  decay is added to the gradient in the optimiser's update step instead.
-- ``build_data_parallel``: MirroredStrategy over the given devices.
-- ``ModelParallelAlexNet``: the paper's two-GPU split, one tower per device (section 3.2).
-- ``configure_logical_cpus``: the CPU split into logical devices, so the multi-device code runs
-  for real on a machine without GPUs. It must run before TensorFlow starts its runtime.
+- ``compile_for_training``: the one place the training set-up lives (one device or many): SGD
+  with momentum, softmax cross-entropy on logits, and the paper's *coupled* weight decay.
+- ``build_data_parallel``: one replica per device under ``tf.distribute.MirroredStrategy``; the
+  model's ``*_on_batch`` methods split a global batch over the replicas (see
+  :class:`DataParallelModel` for why that is not Keras' default), and ``distribute_batch`` puts
+  the shards on their devices once, ahead of a timed loop.
+- ``build_model_parallel``: the paper's two-GPU network, tower ``i`` on ``devices[i]``.
+- ``configure_logical_cpus`` / ``visible_gpus``: device set-up, which TensorFlow only accepts
+  before its runtime starts; both must be the first thing a fresh process does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 
 from implementations.quiet_import import import_tensorflow_quietly
 
@@ -20,147 +23,323 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import_tensorflow_quietly()
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 from implementations.keras_alexnet import apply_stack, build_keras_model, make_layers  # noqa: E402
 from implementations.spec import LRN, Architecture, Conv, Dense, Flatten, infer  # noqa: E402
 
+_TOO_LATE = (
+    "TensorFlow's runtime has already started (any tensor, op or model starts it), and devices "
+    "cannot be reconfigured after that: call {} first, in a fresh process"
+)
 
-def configure_logical_cpus(count: int) -> list[str]:
-    """Split the host CPU into ``count`` logical TensorFlow devices; returns their names."""
-    cpus = tf.config.list_physical_devices("CPU")
+
+def configure_logical_cpus(n: int) -> list[str]:
+    """Split the host CPU into ``n`` logical TensorFlow devices and return their names.
+
+    This runs the multi-device code for real on a machine without GPUs (DESIGN.md section 5).
+    The logical devices share the host's cores and thread pool: it tests correctness, not speed.
+    Calling it again with the same ``n`` is harmless; TensorFlow ignores an unchanged layout.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one logical CPU device, got {n}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
     try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
     except RuntimeError as error:
-        raise RuntimeError(
-            "logical CPU devices must be configured before TensorFlow starts its runtime: "
-            "call configure_logical_cpus first, in a fresh process"
-        ) from error
+        raise RuntimeError(_TOO_LATE.format(f"configure_logical_cpus({n})")) from error
     return [device.name for device in tf.config.list_logical_devices("CPU")]
 
 
 def visible_gpus() -> list[str]:
-    """TensorFlow's GPUs, with memory growth on so that TensorFlow does not take the whole card."""
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
+    """TensorFlow's logical GPU names, with memory growth on for every physical GPU.
+
+    Without memory growth TensorFlow reserves nearly all of each card's memory at start-up, so
+    its allocator peak (DESIGN.md section 4) and NVML's reading would say nothing. Like
+    :func:`configure_logical_cpus` this must run before the runtime starts.
+    """
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError as error:
+        raise RuntimeError(_TOO_LATE.format("visible_gpus()")) from error
     return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+# --- the paper's optimiser ------------------------------------------------------------------
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
 class CoupledDecaySGD(keras.optimizers.SGD):
-    """SGD whose weight decay goes through the momentum, like the paper and ``torch.optim.SGD``."""
+    """SGD with the paper's weight decay, coupled: it goes through the momentum.
 
-    def __init__(self, decay: float = 5e-4, **kwargs) -> None:
+    The paper (section 5) updates v <- 0.9 v - 0.0005 lr w - lr grad; w <- w + v, and
+    ``torch.optim.SGD(weight_decay=...)`` adds ``weight_decay * w`` to every parameter's gradient
+    before its momentum. Keras' own ``weight_decay`` argument is decoupled (AdamW-style: the
+    weights shrink outside the momentum), a different optimiser. This adds ``wd * w`` to the
+    gradient of every trainable variable, kernels and biases alike as torch does, which is the
+    gradient of the L2 term 0.5 * wd * sum(w^2).
+
+    Why here and not as that loss term (``add_loss`` or a custom ``train_step``): the reported
+    loss stays the cross-entropy, the quantity PyTorch's training loop reports, so per-step loss
+    gaps between the frameworks mean something; the decay is applied once per variable after
+    the replicas' gradients are summed, so it cannot be counted once per replica; and the work
+    is the same per-variable add that torch's SGD does, so benchmarks compare like with like.
+    """
+
+    def __init__(self, coupled_weight_decay: float = 5e-4, **kwargs) -> None:
+        if kwargs.get("weight_decay"):
+            raise ValueError("weight_decay is Keras' decoupled decay; the paper's is coupled_weight_decay")
         super().__init__(**kwargs)
-        self.decay = decay
+        if coupled_weight_decay < 0:
+            raise ValueError(f"weight decay must be non-negative, got {coupled_weight_decay}")
+        self.coupled_weight_decay = coupled_weight_decay
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.decay:
-            gradient = ops.add(gradient, ops.multiply(ops.cast(self.decay, variable.dtype), variable))
-        super().update_step(gradient, variable, learning_rate)
+        # Keras leaves the update's arithmetic unplaced, and TensorFlow's placer then runs every
+        # variable's update on the first device; run it where the variable (and its momentum) is.
+        device = getattr(variable, "device", None)
+        with tf.device(device) if device else contextlib.nullcontext():
+            if self.coupled_weight_decay:
+                decay = ops.cast(self.coupled_weight_decay, gradient.dtype)
+                gradient = ops.add(gradient, ops.multiply(decay, ops.cast(variable, gradient.dtype)))
+            super().update_step(gradient, variable, learning_rate)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "decay": self.decay}
+        return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
 
 
 def compile_for_training(
-    model: keras.Model, weight_decay: float, learning_rate: float, momentum: float, jit_compile: bool = False
+    model: keras.Model,
+    weight_decay: float = 5e-4,
+    learning_rate: float = 0.01,
+    momentum: float = 0.9,
+    jit_compile: bool = False,
 ) -> None:
-    """The one place the training set-up is defined: the paper's SGD and softmax cross-entropy.
+    """The one place the training set-up is defined, for one device or many.
 
-    XLA is off unless asked for (a fast path the benchmark tries), so deterministic mode holds.
+    The paper's SGD (momentum 0.9, coupled decay 5e-4) and softmax cross-entropy on the logits
+    (the model returns logits; the softmax belongs to the loss). XLA stays off unless asked for:
+    Keras' default ``"auto"`` turns it on silently on GPUs, which would change what is measured
+    and break TensorFlow's op determinism.
     """
     model.compile(
-        optimizer=CoupledDecaySGD(decay=weight_decay, learning_rate=learning_rate, momentum=momentum),
+        optimizer=CoupledDecaySGD(coupled_weight_decay=weight_decay, learning_rate=learning_rate, momentum=momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit_compile,
     )
 
 
+# --- data parallel --------------------------------------------------------------------------
+
+
+def distribute_batch(strategy: tf.distribute.Strategy, *arrays) -> tuple:
+    """Split each global batch along axis 0 into one shard per replica, on the replica's device.
+
+    Each array is split where it lives, so each device receives only its own shard. Call it
+    once outside a timed loop to keep the synthetic inputs on the devices (DESIGN.md section 4).
+    """
+    replicas = strategy.num_replicas_in_sync
+    devices = strategy.extended.worker_devices
+    distributed = []
+    for array in arrays:
+        size = int(array.shape[0])
+        if size % replicas:
+            raise ValueError(f"a global batch of {size} does not split evenly over {replicas} replicas")
+        if isinstance(array, tf.Tensor):
+            with tf.device(array.device):
+                shards = tf.split(array, replicas)
+        else:
+            shards = np.split(np.asarray(array), replicas)
+
+        def shard(context: tf.distribute.experimental.ValueContext, shards: list = shards) -> tf.Tensor:
+            # MirroredStrategy calls this without a device scope: place each shard explicitly.
+            with tf.device(devices[context.replica_id_in_sync_group]):
+                return tf.identity(shards[context.replica_id_in_sync_group])
+
+        distributed.append(strategy.experimental_distribute_values_from_function(shard))
+    return tuple(distributed)
+
+
+class DataParallelModel(keras.Model):
+    """A functional model whose ``*_on_batch`` calls split a global batch over the replicas.
+
+    Keras' ``fit`` shards its data over a strategy's replicas, but ``train_on_batch``,
+    ``test_on_batch`` and ``predict_on_batch`` hand the same tensors to ``strategy.run``: every
+    replica then computes the whole global batch, the replicas' loss scaling (1/replicas) makes
+    the update identical to one device's, and the "data-parallel" step silently does the full
+    work on every device. Here plain arrays are sharded with :func:`distribute_batch` first;
+    values that are already distributed pass through unchanged.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds its loss, metrics and optimizer from the first batch's shapes, and only
+        # knows how to read them from distributed values that come from an iterator (``fit``).
+        # A replica's shard has the shapes each replica's step sees. (Private hook, Keras 3.15.)
+        if data_batch is not None:
+            local = self.distribute_strategy.experimental_local_results
+            data_batch = tuple(local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v for v in data_batch)
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _shard(self, *values) -> tuple:
+        strategy = self.distribute_strategy
+        if strategy.num_replicas_in_sync == 1:
+            return values
+        done = (type(None), tf.distribute.DistributedValues)
+        return tuple(value if isinstance(value, done) else distribute_batch(strategy, value)[0] for value in values)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        x, y, sample_weight = self._shard(x, y, sample_weight)
+        return super().train_on_batch(x, y, sample_weight, **kwargs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        x, y, sample_weight = self._shard(x, y, sample_weight)
+        return super().test_on_batch(x, y, sample_weight, **kwargs)
+
+    def predict_on_batch(self, x):
+        (x,) = self._shard(x)
+        return super().predict_on_batch(x)
+
+
 def build_data_parallel(
     arch: Architecture,
     split_impl: str,
-    devices: list[str],
+    devices: Sequence[str],
     weight_decay: float = 5e-4,
     learning_rate: float = 0.01,
     momentum: float = 0.9,
     jit_compile: bool = False,
-) -> tuple[tf.distribute.Strategy, keras.Model]:
-    """A replica of the model per device under MirroredStrategy, compiled for training.
+) -> tuple[tf.distribute.MirroredStrategy, DataParallelModel]:
+    """One replica of ``build_keras_model(arch, split_impl)`` per device, compiled for training.
 
-    NCCL all-reduce is GPU only; with CPU devices the gradients are reduced on one device.
+    Variables (weights and momenta) are mirrored; gradients are summed across replicas before
+    each update. NCCL all-reduce (TensorFlow's choice for GPUs) is GPU only; with a CPU among the
+    devices, e.g. logical CPUs, the gradients are reduced on one device instead.
     """
-    on_cpu = all("CPU" in device.upper() for device in devices)
+    if not devices:
+        raise ValueError("data parallelism needs at least one device")
+    on_cpu = any(tf.DeviceSpec.from_string(device).device_type == "CPU" for device in devices)
     cross_device_ops = tf.distribute.ReductionToOneDevice() if on_cpu else None
-    strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
+    strategy = tf.distribute.MirroredStrategy(list(devices), cross_device_ops=cross_device_ops)
     with strategy.scope():
-        model = build_keras_model(arch, split_impl)
+        functional = build_keras_model(arch, split_impl)
+        # The same layers and variables, re-wrapped in the subclass that shards *_on_batch input.
+        model = DataParallelModel(functional.inputs, functional.outputs, name=functional.name)
         compile_for_training(model, weight_decay, learning_rate, momentum, jit_compile)
     return strategy, model
 
 
-def _joins(layer) -> bool:
-    """Layers where the paper's towers communicate: each device needs every tower's maps."""
-    return isinstance(layer, Dense) or (isinstance(layer, Conv) and layer.towers == 1)
+# --- model parallel -------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="alexnet")
+def _sees_every_tower(layer) -> bool:
+    """Where the paper's GPUs communicate: conv1, conv3, the flatten and the dense layers."""
+    if isinstance(layer, (Conv, LRN)):
+        return layer.towers == 1
+    return isinstance(layer, (Flatten, Dense))
+
+
 class ModelParallelAlexNet(keras.Model):
-    """The paper's split network with tower ``i`` on ``devices[i]``.
+    """The paper's split network (section 3.2, figure 2) with tower ``i`` on ``devices[i]``.
 
-    Device i holds tower i's half of every weight layer. conv2, conv4, conv5 and the LRNs see
-    only their own tower; conv1, conv3 and the fully connected layers see both towers (copied to
-    each device) and compute half of the output channels. Layer names are ``<name>_tower<i>``, so
-    ``keras_alexnet.load_weights`` / ``export_weights`` split and join the halves as for towers.
+    Device i holds tower i's share of every weight layer. Layers with ``towers=2`` in the spec
+    (conv2, conv4, conv5, the LRNs) see only their own tower's maps; layers with ``towers=1``
+    (conv1, conv3, fc6, fc7, fc8) see every tower's maps, joined on each device (so each device
+    receives only the other towers' halves), and compute their tower's share of the output
+    channels or units. The logits are fc8's shares joined on ``devices[0]``.
+
+    Every layer is named ``<spec name>_tower<i>``, so ``keras_alexnet.spec_layers``,
+    ``load_weights`` (which splits each kernel along its output axis into one part per tower),
+    ``export_weights`` and ``layer_parameter_counts`` work unchanged.
+
+    Placement: with the TensorFlow backend a device is chosen when an op is created, so a
+    functional model built under ``tf.device`` would lose it once Keras traces ``call``. Each
+    tower's computation is wrapped in ``tf.device`` inside ``call`` instead, and the weights are
+    created by one eager call in the constructor, inside those scopes.
     """
 
-    def __init__(self, arch: Architecture, devices: list[str], **kwargs) -> None:
-        super().__init__(name=f"alexnet_{arch.name}_model_parallel".replace("-", "_"), **kwargs)
-        towers = max(getattr(layer, "towers", 1) for layer in arch.layers)
-        if towers < 2:
+    def __init__(self, arch: Architecture, devices: Sequence[str], **kwargs) -> None:
+        infer(arch)
+        if not arch.is_split:
             raise ValueError(f"{arch.name} has a single tower; model parallelism needs a split variant")
+        layouts = {getattr(layer, "towers", 1) for layer in arch.layers} - {1}
+        if len(layouts) > 1:
+            raise ValueError(f"{arch.name}: layers split into different tower counts {sorted(layouts)}")
+        (towers,) = layouts
         if len(devices) != towers:
             raise ValueError(f"{arch.name} has {towers} towers and needs one device per tower, got {len(devices)}")
-        infer(arch)
-        self.arch, self.devices, self.towers = arch, list(devices), towers
-        self.stages = []
         for layer in arch.layers:
-            if isinstance(layer, LRN) and layer.towers != towers:
-                raise ValueError(f"{layer.name}: a model-parallel LRN must normalise within its tower")
-            if isinstance(layer, Flatten):  # once, on the first device, over both towers' maps
-                self.stages.append((layer, [make_layers(layer, layer.name, 1, 1)]))
-                continue
-            divisor = towers if isinstance(layer, (Conv, Dense)) else 1
-            parts = [make_layers(layer, f"{layer.name}_tower{i}", divisor, 1) for i in range(towers)]
-            self.stages.append((layer, parts))
+            width = layer.filters if isinstance(layer, Conv) else layer.units if isinstance(layer, Dense) else 0
+            if width % towers:
+                raise ValueError(f"{layer.name}: {width} outputs do not split over {towers} devices")
+        kwargs.setdefault("name", f"alexnet_{arch.name}_model_parallel".replace("-", "_"))
+        super().__init__(**kwargs)
+        self.arch, self.tower_devices = arch, list(devices)
+        self.stacks = [[] for _ in arch.layers]
+        for i, device in enumerate(self.tower_devices):
+            with tf.device(device):  # layers that make state in __init__ (dropout's seed) make it here
+                for stacks, layer in zip(self.stacks, arch.layers, strict=True):
+                    stacks.append(make_layers(layer, f"{layer.name}_tower{i}", towers, 1))
         channels, height, width = arch.input_shape
-        # Create the weights eagerly inside call()'s device scopes; Model.__call__ would build by
-        # tracing, and variables created while tracing land on the default device.
-        self.call(ops.zeros((1, height, width, channels)))
+        with tf.init_scope():  # eager even if constructed inside a tf.function
+            self.call(ops.zeros((1, height, width, channels)))
         self.built = True
 
-    def call(self, images, training: bool = False):
-        xs = [images]
-        for layer, parts in self.stages:
-            if isinstance(layer, Flatten):
-                # Channels-last: join the towers' channels first, so the order matches one device's.
-                with tf.device(self.devices[0]):
-                    xs = [apply_stack(parts[0], ops.concatenate(xs, axis=-1) if len(xs) > 1 else xs[0])]
-                continue
-            if _joins(layer):
-                joined = xs[0] if len(xs) == 1 else ops.concatenate(xs, axis=-1)
-                inputs = [joined] * self.towers
-            else:
-                inputs = xs if len(xs) == self.towers else ops.split(xs[0], self.towers, axis=-1)
+    def compile(self, *args, jit_compile: bool | str = "auto", **kwargs) -> None:
+        """Compile without XLA, then create the optimizer's slots (momenta), each beside its weight.
+
+        XLA compiles a step for one device and refuses variables on another (TensorFlow's XLA
+        known issues), so it cannot run a model split over devices; Keras' ``"auto"`` would turn
+        it on for GPUs. The momenta are made now because Keras makes them while tracing the
+        first step, outside any device scope, which puts every one of them on the first device.
+        """
+        if jit_compile is True:
+            raise ValueError("XLA (jit_compile=True) cannot compile a model whose towers are on different devices")
+        super().compile(*args, jit_compile=False, **kwargs)
+        self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, data):
+        """Keras' training step with the gradients computed beside the ops they differentiate.
+
+        ``tf.GradientTape`` leaves the backward ops unplaced, and TensorFlow's placer puts them
+        all on the first device: tower 1's backward pass would run on tower 0's device.
+        ``tf.gradients`` colocates each gradient with its forward op; it needs a graph, so an
+        eager step (``run_eagerly=True``) keeps Keras' own.
+        """
+        if tf.executing_eagerly():
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        for metric in self.metrics:
+            if metric.name == "loss":  # Keras' loss tracker, a mean weighted by batch size
+                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+        weights = self.trainable_variables
+        gradients = tf.gradients(self.optimizer.scale_loss(loss), [w.value for w in weights])
+        self.optimizer.apply_gradients(zip(gradients, weights, strict=True))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def call(self, images, training: bool | None = None):
+        xs = [images] * len(self.tower_devices)
+        whole = True  # does every device hold all channels (True) or only its tower's (False)?
+        for layer, stacks in zip(self.arch.layers, self.stacks, strict=True):
+            joins, splits = _sees_every_tower(layer) and not whole, getattr(layer, "towers", 1) > 1 and whole
             outputs = []
-            for device, stack, x in zip(self.devices, parts, inputs, strict=True):
+            for i, (device, stack) in enumerate(zip(self.tower_devices, stacks, strict=True)):
                 with tf.device(device):
+                    # Channels-last: joining on the last axis before the flatten keeps the (H, W, C)
+                    # order of the one-device model, so fc6's weights mean the same.
+                    x = ops.concatenate(xs, axis=-1) if joins else xs[i]
+                    x = ops.split(x, len(self.tower_devices), axis=-1)[i] if splits else x
                     outputs.append(apply_stack(stack, x, training=training))
             xs = outputs
-        with tf.device(self.devices[0]):
+            whole = (whole or joins) and not splits and not isinstance(layer, (Conv, Dense))
+        with tf.device(self.tower_devices[0]):
             return ops.concatenate(xs, axis=-1)
 
 
-def build_model_parallel(arch: Architecture, devices: list[str]) -> keras.Model:
+def build_model_parallel(arch: Architecture, devices: Sequence[str]) -> ModelParallelAlexNet:
+    """The paper's split ``arch`` with one tower per device (see :class:`ModelParallelAlexNet`)."""
     return ModelParallelAlexNet(arch, devices)

@@ -26,6 +26,10 @@ def test_keras_has_no_channels_last_and_model_parallel_keeps_its_towers():
     assert [describe(c) for c in keras] == ["fp32", "compiled"]
     parallel = candidates(CellConfig("torch", "cifar100-split", "train", 8, "towers", simulate_devices=2), True)
     assert {c.split_impl for c in parallel} == {"towers"}
+    keras_towers = candidates(CellConfig("keras", "cifar100-split", "train", 8, "towers", simulate_devices=2), True)
+    assert not any(c.compiled for c in keras_towers), "XLA cannot compile towers on different devices"
+    keras_data = candidates(CellConfig("keras", "cifar100-single", "train", 8, simulate_devices=2), False)
+    assert any(c.compiled for c in keras_data)
 
 
 def test_bf16_is_tried_only_where_it_is_native():

@@ -307,6 +307,9 @@ def train(
     learning_rate: Annotated[
         float, typer.Option(min=0.0, help="Base learning rate; divided by 10 at 75% of the epochs.")
     ] = 0.01,
+    warmup_epochs: Annotated[
+        float, typer.Option(min=0.0, help="Epochs over which the rate rises linearly to its base value (0: none).")
+    ] = 1.0,
     split_impl: Annotated[
         str | None, typer.Option(help="grouped or towers for split variants. Default: per framework, as in run.")
     ] = None,
@@ -389,6 +392,7 @@ def train(
                     epochs=epochs,
                     batch_size=batch_size,
                     learning_rate=learning_rate,
+                    warmup_epochs=warmup_epochs,
                     init=init,
                     seed=seed,
                     deterministic=deterministic or check_repro,

@@ -28,6 +28,10 @@ class TrainConfig:
     # The paper divides the rate by 10 when validation error stops improving; with a fixed epoch
     # budget this suite divides it by 10 at these fractions of the run instead.
     decay_at: tuple[float, ...] = (0.75,)
+    # Gradual warm-up (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): the rate rises
+    # linearly to its base value over this many epochs. Without it the first steps at full rate
+    # and momentum 0.9 can throw a freshly initialised single-tower net into a plateau at chance.
+    warmup_epochs: float = 1.0
     momentum: float = MOMENTUM
     weight_decay: float = WEIGHT_DECAY
     init: str = "torch-default"
@@ -51,10 +55,17 @@ class TrainConfig:
         return cls(**data)
 
 
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """Step schedule: the base rate, divided by 10 at each fraction of ``decay_at`` passed."""
+def learning_rate(config: TrainConfig, epoch: int, done: float = 1.0) -> float:
+    """The rate for a step that ends ``done`` (0 to 1) of the way through ``epoch`` (from 0).
+
+    Step schedule: the base rate, divided by 10 at each fraction of ``decay_at`` passed; during
+    the first ``warmup_epochs`` it is scaled by the share of the warm-up completed.
+    """
     passed = sum(epoch >= round(fraction * config.epochs) for fraction in config.decay_at)
-    return config.learning_rate * 0.1**passed
+    rate = config.learning_rate * 0.1**passed
+    if config.warmup_epochs > 0:
+        rate *= min(1.0, (epoch + done) / config.warmup_epochs)
+    return rate
 
 
 def epoch_batches(config: TrainConfig, train_size: int, epoch: int) -> list[np.ndarray]:
@@ -116,12 +127,15 @@ def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval
     step_losses: list[float] = []
     curve: list[dict] = []
     train_seconds, time_to_target = 0.0, None
+    rate = None
     for epoch in range(config.epochs):
-        rate = learning_rate(config, epoch)
-        trainer.set_learning_rate(rate)
         batches = epoch_batches(config, len(data.x_train), epoch)
         start = time.perf_counter()
-        for batch in batches:
+        for step, batch in enumerate(batches, start=1):
+            step_rate = learning_rate(config, epoch, step / len(batches))
+            if step_rate != rate:
+                trainer.set_learning_rate(step_rate)
+                rate = step_rate
             step_losses.append(trainer.train_step(data.x_train[batch], data.y_train[batch]))
         epoch_seconds = time.perf_counter() - start
         train_seconds += epoch_seconds

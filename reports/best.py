@@ -7,8 +7,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+from reports.ceilings import device_ceiling, fraction_of_device_ceiling
+from reports.tables import ReportTable, throughput_rows
 
-GROUP = ["framework", "variant", "mode", "batch_size", "device_setup"]
+GROUP = ["environment", "framework", "variant", "mode", "batch_size", "device_setup"]
+BEST_NOTE = (
+    "baseline: fp32, no compilation, the framework's default split formulation; the ceiling is the device's: "
+    "the best large-matmul rate either framework measured on it in the winner's precision, per device."
+)
 
 
 def _config(row: pd.Series) -> str:
@@ -19,6 +25,10 @@ def _config(row: pd.Series) -> str:
 def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per group: the winner, its ratio to the baseline, its share of the ceiling, the rest."""
     lines = []
+    frame = throughput_rows(frame)
+    if frame.empty:
+        return pd.DataFrame()
+    frame = frame.assign(device_ceiling_gflops=device_ceiling(frame), of_device=fraction_of_device_ceiling(frame))
     for key, group in frame.groupby(GROUP, sort=False):
         ok = group[group["status"] == "ok"]
         framework, variant = key[0], key[1]
@@ -30,9 +40,7 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
         failed = group[group["status"] != "ok"]
         others = [f"{config} {rate / base_rate:.2f}x" for config, rate in rates.iloc[1:].items()]
         others += [f"{_config(row)} {row['status']}" for _, row in failed.iterrows()]
-        fraction = (
-            winner["achieved_gflops"] / winner["devices"] / winner["ceiling_gflops"] if winner is not None else None
-        )
+        fraction = winner["of_device"] if winner is not None else None
         lines.append(
             {
                 **dict(zip(GROUP, key, strict=True)),
@@ -41,7 +49,7 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 "vs_baseline": rates.iloc[0] / base_rate if not rates.empty else None,
                 "baseline_images_per_s": base_rate,
                 "fraction_of_ceiling": fraction,
-                "ceiling_dtype_gflops": winner["ceiling_gflops"] if winner is not None else None,
+                "device_ceiling_gflops": winner["device_ceiling_gflops"] if winner is not None else None,
                 "others": ", ".join(others),
             }
         )
@@ -83,7 +91,32 @@ def render_best(frame: pd.DataFrame, console: Console) -> None:
         )
     console.print(table)
     console.print(
-        "baseline: fp32, no compilation, the framework's default split formulation; the ceiling is the "
-        "same framework's matmul in the winner's precision on one device.",
+        BEST_NOTE,
         highlight=False,
+    )
+
+
+def best_table(frame: pd.DataFrame) -> ReportTable | None:
+    """The --best table for reports; None when no cell was measured in more than one configuration."""
+    best = best_frame(frame)
+    if best.empty or not best["others"].str.len().gt(0).any():
+        return None
+    table = best.drop(columns=["baseline_images_per_s"]).rename(
+        columns={
+            "batch_size": "batch",
+            "device_setup": "devices",
+            "images_per_s": "img/s",
+            "vs_baseline": "x baseline",
+            "fraction_of_ceiling": "of ceiling",
+            "device_ceiling_gflops": "ceiling GFLOP/s",
+            "others": "others (x baseline)",
+        }
+    )
+    if table["environment"].nunique() == 1:
+        table = table.drop(columns=["environment"])
+    return ReportTable(
+        "Fastest configuration per framework and variant",
+        table,
+        [BEST_NOTE, "each other configuration changes one thing from the baseline; its ratio is to the baseline."],
+        {"x baseline": ".2f", "of ceiling": ".0%"},
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.best import best_table
 from reports.load import LoadedFrame, flat_frame, load_results
 from reports.plots import Plot, make_plots
 from reports.render import Report, Section, render_html, render_markdown
@@ -112,6 +113,7 @@ def build_report(loaded: LoadedFrame, title: str = "AlexNet: Keras vs PyTorch") 
         Section("Batch size", plots.get("throughput_vs_batch", [])),
         Section("Scaling", [scaling, *plots.get("scaling", [])]),
         Section("Achieved FLOP/s", [flops_table(summary)]),
+        Section("Fast paths", [best_table(frame) or "No cell was measured in two configurations (see run --best)."]),
         Section(
             "Accuracy",
             [

@@ -168,6 +168,7 @@ def row_record(row: dict, source: str, line: int) -> dict:
         "fast_path": fast_path_label(
             cell.get("precision", "fp32"), cell.get("compiled", False), cell.get("channels_last", False)
         ),
+        "precision": cell.get("precision", "fp32"),
         "mode": cell["mode"],
         "batch_size": int(cell["batch_size"]),
         "repeat": int(cell.get("repeat", 0)),

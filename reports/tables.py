@@ -22,6 +22,7 @@ import pandas as pd
 
 from implementations.spec import SpecError, infer
 from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
+from reports.ceilings import device_ceiling, fraction_of_device_ceiling
 from reports.parity_table import variants_frame
 
 THROUGHPUT_MODES = ("train", "infer")
@@ -94,7 +95,11 @@ def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.Da
         lines.append(
             {
                 **dict(zip(keys, values, strict=True)),
-                **{c: first[c] for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus")},
+                **{
+                    c: first[c]
+                    for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus", "precision")
+                    if c in first
+                },
                 "repeats": len(group),
                 "status": _status_text(group["status"]),
                 "error": next((e for e in group["error"] if isinstance(e, str)), None),
@@ -387,17 +392,28 @@ def flops_table(summary: pd.DataFrame) -> ReportTable:
     if summary.empty:
         return ReportTable("Achieved FLOP/s", pd.DataFrame())
     table = summary[[*CELL_KEYS, "status", "images_per_s", "achieved_gflops", "ceiling_gflops"]].copy()
-    table["of ceiling"] = table["achieved_gflops"] / table["ceiling_gflops"]
+    table["device ceiling"] = device_ceiling(summary)
+    table["of device ceiling"] = fraction_of_device_ceiling(summary)
+    table["of own ceiling"] = summary["achieved_gflops"] / summary["devices"].clip(lower=1) / table["ceiling_gflops"]
     notes = ["FLOPs: forward convolutions and dense layers from the spec; training counted as 3x forward."]
     if table["ceiling_gflops"].isna().all():
-        table = table.drop(columns=["ceiling_gflops", "of ceiling"])
+        table = table.drop(columns=["ceiling_gflops", "device ceiling", "of device ceiling", "of own ceiling"])
         notes.append("no ceiling (a large matmul on the same device) in these results: achieved GFLOP/s only.")
     else:
-        notes.append("ceiling: the row's measured large-matmul FLOP/s on the same device.")
+        notes.append(
+            "own ceiling: a large matmul in the cell's framework and precision on one of its devices; device "
+            "ceiling: the best such rate any framework reached on that machine and device kind in that precision. "
+            "Fractions are per device."
+        )
     table = _renamed(table).rename(
-        columns={"images_per_s": "img/s", "achieved_gflops": "GFLOP/s", "ceiling_gflops": "ceiling GFLOP/s"}
+        columns={
+            "images_per_s": "img/s",
+            "achieved_gflops": "GFLOP/s",
+            "ceiling_gflops": "own ceiling GFLOP/s",
+            "device ceiling": "device ceiling GFLOP/s",
+        }
     )
-    return ReportTable("Achieved FLOP/s", table, notes, {"of ceiling": ".1%"})
+    return ReportTable("Achieved FLOP/s", table, notes, {"of device ceiling": ".1%", "of own ceiling": ".1%"})
 
 
 ACCURACY_COLUMNS = {

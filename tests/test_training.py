@@ -30,8 +30,16 @@ def test_batch_order_is_fixed_by_seed_and_epoch_and_drops_the_partial_batch():
 
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
-    config = TrainConfig("torch", epochs=8, learning_rate=0.1, decay_at=(0.5, 0.75))
+    config = TrainConfig("torch", epochs=8, learning_rate=0.1, decay_at=(0.5, 0.75), warmup_epochs=0)
     assert [round(learning_rate(config, e), 6) for e in range(8)] == [0.1] * 4 + [0.01] * 2 + [0.001] * 2
+
+
+def test_warm_up_rises_linearly_to_the_base_rate_then_the_steps_apply():
+    config = TrainConfig("torch", epochs=4, learning_rate=0.1, decay_at=(0.75,), warmup_epochs=2)
+    rising = [learning_rate(config, epoch, done) for epoch in (0, 1) for done in (0.25, 0.5, 1.0)]
+    assert rising == pytest.approx([0.0125, 0.025, 0.05, 0.0625, 0.075, 0.1])
+    assert learning_rate(config, 2, 0.5) == pytest.approx(0.1)
+    assert learning_rate(config, 3, 0.5) == pytest.approx(0.01)
 
 
 def test_metrics_against_hand_computed_values():
@@ -85,7 +93,8 @@ def test_run_training_drives_epochs_and_records_the_curve():
     config = TrainConfig("torch", epochs=4, batch_size=8, learning_rate=0.1, decay_at=(0.5, 0.75))
     history = run_training(config, data, trainer)
     assert trainer.steps == 4 * 2 and len(history["step_losses"]) == 8
-    assert trainer.rates == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    # Two steps per epoch: half the rate for the first step of warm-up, then the step schedule.
+    assert trainer.rates == pytest.approx([0.05, 0.1, 0.01, 0.001])
     assert [c["epoch"] for c in history["curve"]] == [1, 2, 3, 4]
     assert history["top1"] == 1.0 and history["time_to_target_s"] is not None
 

@@ -69,12 +69,22 @@ def parity(
     rtol: Annotated[float, typer.Option(help="Tolerance on |diff| relative to the largest activation.")] = 1e-4,
     batch_size: Annotated[int, typer.Option(min=1, help="Random images per check.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights and inputs.")] = 0,
+    keras_backend: Annotated[
+        str, typer.Option(help="Keras 3 backend the Keras model runs on: tensorflow, jax or torch.")
+    ] = "tensorflow",
 ) -> None:
     """Prove Keras and PyTorch build the same network: shapes, parameters and logits, layer by layer.
 
     PyTorch's weights are copied into the Keras model, one random batch runs through both in
     inference mode, and every layer's output is compared. Exit code 0 only when all match.
     """
+    import importlib.util
+
+    if keras_backend not in ("tensorflow", "jax", "torch"):
+        raise fail(f"unknown Keras backend {keras_backend!r}; choose from tensorflow, jax, torch")
+    if importlib.util.find_spec(keras_backend) is None:
+        raise fail(f"the {keras_backend} backend is not installed: pip install -e '.[{keras_backend}]'")
+    os.environ["KERAS_BACKEND"] = keras_backend  # read once, when Keras is first imported (below)
     names = variant or list(BUILDABLE_VARIANTS)
     impls = split_impl or list(SPLIT_IMPLS)
     for impl in impls:
@@ -94,6 +104,8 @@ def parity(
         # A single-tower network has no towered layer, so both formulations are the same model.
         for impl in impls if arch.is_split else impls[:1]:
             report = check_parity(arch, impl, rtol=rtol, batch_size=batch_size, seed=seed)
+            if keras_backend != "tensorflow":
+                console.print(f"Keras on the {keras_backend} backend:", highlight=False)
             render_parity(report, console)
             if not report.ok:
                 failed.append(f"{arch.name} ({impl}): {report.failures[0]}")
@@ -107,7 +119,13 @@ def parity(
 @app.command()
 def run(
     framework: Annotated[
-        list[str] | None, typer.Option("--framework", "-f", help="torch or keras (repeatable). Default: both.")
+        list[str] | None,
+        typer.Option(
+            "--framework",
+            "-f",
+            help="torch, keras (on TensorFlow), keras-jax or keras-torch (the same Keras model on Keras' JAX or "
+            "PyTorch backend; one device). Repeatable. Default: torch and keras.",
+        ),
     ] = None,
     variant: Annotated[
         list[str] | None,

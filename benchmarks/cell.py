@@ -7,12 +7,32 @@ back inside the result row, so every figure carries the exact configuration that
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import asdict, dataclass, fields
 
 from implementations.variants import get_variant
 
-FRAMEWORKS = ("torch", "keras")
+FRAMEWORKS = ("torch", "keras")  # the pair every command compares: native PyTorch, Keras 3 on TensorFlow
+# The same Keras model on Keras 3's other backends (KERAS_BACKEND, set per worker process).
+KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+OTHER_BACKENDS = ("keras-jax", "keras-torch")
+RUN_FRAMEWORKS = FRAMEWORKS + OTHER_BACKENDS  # what ``bench.py run`` can measure
+
+
+def keras_backend(framework: str) -> str | None:
+    """The Keras backend a framework name runs on; None for native PyTorch."""
+    return KERAS_BACKENDS.get(framework)
+
+
+def missing_backend(framework: str) -> str | None:
+    """Why ``framework`` cannot run in this installation (its backend package is absent), or None."""
+    backend = keras_backend(framework)
+    if framework in OTHER_BACKENDS and importlib.util.find_spec(backend) is None:
+        return f"{framework} needs {backend}, which is not installed: pip install -e '.[{backend}]'"
+    return None
+
+
 MODES = ("train", "infer")
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.

@@ -2,9 +2,10 @@
 
 Each candidate changes one thing, so its ratio to the baseline says what that one thing is
 worth on this device: the other split formulation; PyTorch channels_last, torch.compile, bf16
-autocast; Keras XLA and mixed bf16. (cudnn.benchmark is on for every PyTorch GPU cell.) On a CPU
-without native bf16 (no AVX512-BF16/AMX) the frameworks emulate bf16 at a small fraction of fp32
-speed: one such cell can take longer than the whole sweep, so bf16 is not tried there.
+autocast; Keras XLA and mixed bf16 (Keras on JAX or torch: the formulation and bf16 only).
+cudnn.benchmark is on for every PyTorch GPU cell. On a CPU without native bf16 (no
+AVX512-BF16/AMX) the frameworks emulate bf16 at a small fraction of fp32 speed: one such cell
+can take longer than the whole sweep, so bf16 is not tried there.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def candidates(baseline: CellConfig, bf16_ok: bool | None = None) -> list[CellCo
         found.append(replace(baseline, split_impl=other))
     if baseline.framework == "torch":
         found.append(replace(baseline, channels_last=True))
-    if baseline.framework == "torch" or baseline.parallel != "model":
+    if baseline.framework == "torch" or (baseline.framework == "keras" and baseline.parallel != "model"):
         # XLA compiles a step for one device: Keras refuses it for towers on different devices.
+        # Keras on JAX is always jit-compiled, and on torch it runs eagerly (its normal use).
         found.append(replace(baseline, compiled=True))
     if bf16_ok:
         found.append(replace(baseline, precision="bf16"))

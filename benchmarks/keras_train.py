@@ -14,7 +14,7 @@ class KerasTrainer(Trainer):
         import tensorflow as tf
 
         from implementations.keras_alexnet import build_keras_model, load_weights
-        from implementations.keras_multi_device import compile_for_training
+        from implementations.keras_training import compile_for_training
         from implementations.variants import get_variant
         from implementations.weight_mapping import torch_to_keras
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import product
 
-from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
+from benchmarks.cell import FRAMEWORKS, MODES, OTHER_BACKENDS, RUN_FRAMEWORKS, CellConfig, missing_backend
 from benchmarks.fast_paths import candidates
 from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_IMPLS, get_variant
 
 # Split formulation each framework runs unless asked otherwise: the faster one in the 2-core CPU
 # measurements of DESIGN.md section 3 (PyTorch: grouped 35 vs towers 27 img/s training; Keras on
 # TensorFlow: towers 54 vs grouped 16, its grouped-conv gradient being slow on CPU).
-DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers"}
+# Keras on JAX and on PyTorch: grouped, a native grouped convolution in both (XLA's
+# feature_group_count, torch's groups), measured faster than towers in --best on a 2-core CPU.
+DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers", "keras-jax": "towers", "keras-torch": "grouped"}
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -62,7 +64,21 @@ def _check_choices(kind: str, given: list, valid: tuple) -> None:
 
 
 def validate(options: SweepOptions) -> None:
-    _check_choices("framework", options.frameworks, FRAMEWORKS)
+    _check_choices("framework", options.frameworks, RUN_FRAMEWORKS)
+    for framework in options.frameworks:
+        if reason := missing_backend(framework):
+            raise SweepError(reason)
+    other = [f for f in options.frameworks if f in OTHER_BACKENDS]
+    if other and options.compiled:
+        raise SweepError(
+            f"--compile is torch.compile or TensorFlow XLA; {', '.join(other)} run as their backend normally "
+            "does (JAX always jit-compiled, torch eager). Drop --compile or these frameworks."
+        )
+    if other and (options.gpus >= 2 or options.simulate_devices):
+        raise SweepError(
+            f"{', '.join(other)} run on one device in this suite; the multi-device paths are torch's and keras' "
+            "(TensorFlow). Use --gpus 1 or drop them."
+        )
     _check_choices("variant", options.variants, BUILDABLE_VARIANTS)
     _check_choices("mode", options.modes, MODES)
     _check_choices("split implementation", options.split_impls, SPLIT_IMPLS)

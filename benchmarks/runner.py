@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.cell import CellConfig
+from benchmarks.cell import CellConfig, keras_backend
 from benchmarks.environment import ROOT
 from benchmarks.results import append_row
 from benchmarks.worker import RESULT_PREFIX
@@ -41,7 +41,8 @@ def worker_environment(config: CellConfig | None = None) -> dict[str, str]:
     env.update(
         {
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA's device numbers then match NVML's
-            "KERAS_BACKEND": env.get("KERAS_BACKEND", "tensorflow"),
+            # Keras picks its backend once, at import: each worker gets its cell's.
+            "KERAS_BACKEND": (config and keras_backend(config.framework)) or env.get("KERAS_BACKEND", "tensorflow"),
             "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),

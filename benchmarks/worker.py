@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from benchmarks.cell import CellConfig, PreparedCell
+from benchmarks.cell import OTHER_BACKENDS, CellConfig, PreparedCell
 from benchmarks.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.timing import summarize, time_steps
 from implementations.spec import forward_flops
@@ -33,6 +33,10 @@ def prepare(config: CellConfig) -> PreparedCell:
         from benchmarks.keras_cell import prepare_keras
 
         return prepare_keras(config)
+    if config.framework in OTHER_BACKENDS:
+        from benchmarks.keras_backend_cell import prepare_keras_backend
+
+        return prepare_keras_backend(config)
     raise ValueError(f"unknown framework {config.framework!r}")
 
 

@@ -217,3 +217,8 @@ def export_weights(model: keras.Model, arch: Architecture) -> LayerWeights:
                 "bias": np.concatenate([np.asarray(p.bias) for p in parts]),
             }
     return weights
+
+
+def to_numpy(value) -> np.ndarray:
+    """A backend tensor as NumPy, on any Keras backend (a torch tensor may need detaching first)."""
+    return ops.convert_to_numpy(value)

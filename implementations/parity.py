@@ -133,7 +133,8 @@ def check_parity(
     except (KeyError, ValueError) as error:
         failures.append(f"weight transfer failed: {error}")
     probe = keras_alexnet.layer_output_model(keras_model, keras_arch)
-    keras_out = {k: np.asarray(v) for k, v in probe(x.transpose(0, 2, 3, 1), training=False).items()}
+    outputs = probe(x.transpose(0, 2, 3, 1), training=False)
+    keras_out = {k: keras_alexnet.to_numpy(v) for k, v in outputs.items()}
 
     layers, previous_map = [], None
     for info in spec:

@@ -21,12 +21,8 @@ import pytest
 import tensorflow as tf
 import torch
 
-from implementations.keras_multi_device import (
-    CoupledDecaySGD,
-    build_model_parallel,
-    compile_for_training,
-    configure_logical_cpus,
-)
+from implementations.keras_multi_device import build_model_parallel, configure_logical_cpus
+from implementations.keras_training import CoupledDecaySGD, compile_for_training
 from implementations.variants import get_variant
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,137 @@
+"""The same Keras 3 model on the JAX or PyTorch backend, one device (``keras-jax``, ``keras-torch``).
+
+The runner sets ``KERAS_BACKEND`` for this worker process before anything imports Keras, so
+``build_keras_model`` and ``compile_for_training`` are the very code the TensorFlow cells run,
+now traced by another backend. The step is Keras' own ``train_on_batch`` / ``predict_on_batch``
+with the inputs converted to backend tensors once, ahead of the timed loop.
+
+Compilation follows each backend's normal use, which is also Keras' default (``"auto"``): JAX
+always runs jit-compiled (eager JAX is an op-by-op debugging mode), PyTorch runs eagerly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from benchmarks.ceiling import best_rate, matmul_size
+from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell, keras_backend
+from implementations.variants import get_variant
+
+
+def backend_devices(backend: str, want_gpu: bool) -> list[str]:
+    """The device the backend computes on, checked against what the cell asked for."""
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        name, on_gpu = f"{device.platform}:{device.id}", device.platform == "gpu"
+    else:
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        name = f"cuda:0 ({torch.cuda.get_device_name(0)})" if on_gpu else "cpu"
+    if want_gpu and not on_gpu:
+        raise RuntimeError(f"asked for a GPU, but Keras' {backend} backend computes on {name}")
+    if on_gpu and not want_gpu:
+        raise RuntimeError(
+            f"Keras' {backend} backend would compute on {name}, not the CPU this cell asks for; "
+            "hide the GPUs (CUDA_VISIBLE_DEVICES=) or use --gpus 1"
+        )
+    return [name]
+
+
+def backend_environment(backend: str, devices: list[str]) -> dict:
+    import keras
+
+    module = __import__(backend)
+    return {
+        "framework": f"keras-{backend}",
+        "keras": keras.__version__,
+        "backend": backend,
+        backend: module.__version__,
+        "devices": devices,
+        "jit_compile": backend == "jax",
+        "threads": os.cpu_count(),
+    }
+
+
+def _torch_memory(backend: str) -> tuple[object, object]:
+    """PyTorch's allocator peak on the GPU for the torch backend; nothing elsewhere (NVML still samples)."""
+    if backend != "torch":
+        return None, None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, None
+
+    def framework_memory() -> dict:
+        return {
+            "what": "PyTorch allocator peak during timed steps (Keras on the torch backend)",
+            "max_allocated_bytes": [torch.cuda.max_memory_allocated(0)],
+            "max_reserved_bytes": [torch.cuda.max_memory_reserved(0)],
+        }
+
+    return torch.cuda.reset_peak_memory_stats, framework_memory
+
+
+def prepare_keras_backend(config: CellConfig) -> PreparedCell:
+    backend = keras_backend(config.framework)
+    if os.environ.get("KERAS_BACKEND") != backend:
+        raise RuntimeError(f"{config.framework} needs KERAS_BACKEND={backend} set before Keras is imported")
+    if config.devices > 1:
+        raise ValueError(f"{config.framework} runs on one device in this suite")
+    if config.compiled or config.channels_last:
+        raise ValueError(f"{config.framework} takes no --compile or --channels-last (see the module docstring)")
+    import keras
+
+    if keras.backend.backend() != backend:
+        raise RuntimeError(f"Keras was imported with the {keras.backend.backend()} backend, not {backend}")
+    from implementations.keras_alexnet import build_keras_model
+    from implementations.keras_training import compile_for_training
+
+    devices = backend_devices(backend, config.gpus > 0)
+    keras.utils.set_random_seed(config.seed)
+    if config.precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
+    arch = get_variant(config.variant)
+    model = build_keras_model(arch, config.split_impl)
+    jit = backend == "jax"
+    if config.mode == "train":
+        compile_for_training(model, WEIGHT_DECAY, LEARNING_RATE, MOMENTUM, jit_compile=jit)
+    else:
+        model.compile(jit_compile=jit)
+
+    rng = np.random.default_rng(config.seed)
+    c, h, w = arch.input_shape
+    x = keras.ops.convert_to_tensor(rng.standard_normal((config.batch_size, h, w, c), dtype=np.float32))
+    y = keras.ops.convert_to_tensor(rng.integers(0, arch.classes, config.batch_size))
+
+    if config.mode == "train":
+
+        def step() -> object:
+            return model.train_on_batch(x, y)  # the loss as a Python float: waits for the device
+    else:
+
+        def step() -> object:
+            return model.predict_on_batch(x)  # NumPy logits: waits for the device
+
+    def ceiling() -> dict:
+        size = matmul_size(config.gpus > 0)
+        dtype = "bfloat16" if config.precision == "bf16" else "float32"
+        a = keras.random.normal((size, size), dtype=dtype, seed=1)
+        b = keras.random.normal((size, size), dtype=dtype, seed=2)
+        # Reading one element back waits for the product; the slice keeps the copy negligible.
+        return best_rate(lambda: keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, :1]), size, dtype=dtype)
+
+    reset_peak, framework_memory = _torch_memory(backend)
+    return PreparedCell(
+        ceiling=ceiling,
+        step=step,
+        sync=lambda: None,  # each step already ends with a device-to-host read
+        images_per_step=config.batch_size,
+        environment=backend_environment(backend, devices),
+        reset_peak_memory=reset_peak,
+        framework_memory=framework_memory,
+    )

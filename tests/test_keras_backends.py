@@ -1,0 +1,65 @@
+"""The same Keras model on Keras 3's JAX and PyTorch backends: parity with PyTorch, and benchmark cells.
+
+Each backend runs in its own process (Keras reads KERAS_BACKEND once, at import). JAX is an
+optional extra: its tests are skipped when it is not installed.
+"""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import cell as cell_module
+from benchmarks import runner
+from benchmarks.cell import CellConfig, missing_backend
+from benchmarks.fast_paths import candidates, describe
+from benchmarks.matrix import SweepError, SweepOptions, plan
+from benchmarks.runner import worker_environment
+
+BACKENDS = [
+    pytest.param(
+        "jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax extra not installed")
+    ),
+    "torch",
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_on_another_backend_computes_the_pytorch_logits(backend):
+    command = [sys.executable, "bench.py", "parity", "-v", "cifar100-split", "--keras-backend", backend]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"Keras on the {backend} backend" in done.stdout
+    assert done.stdout.count("verdict: PASS") == 2  # grouped and towers
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_a_cell_runs_on_the_backend_it_names(backend, mode):
+    config = CellConfig(f"keras-{backend}", "cifar100-split", mode, 2, "towers", steps=1, warmup=1)
+    assert worker_environment(config)["KERAS_BACKEND"] == backend
+    result = runner.run_worker(config, timeout_s=600)
+    assert result["status"] == "ok", result.get("error")
+    metrics = result["metrics"]
+    assert metrics["environment"]["backend"] == backend and metrics["environment"]["framework"] == config.framework
+    assert metrics["images_per_s"] > 0 and metrics["ceiling_flops_per_s"] > 1e8
+
+
+def test_a_missing_backend_is_refused_with_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(cell_module.importlib.util, "find_spec", lambda name: None if name == "jax" else real(name))
+    assert "pip install -e '.[jax]'" in missing_backend("keras-jax")
+    assert missing_backend("keras") is None and missing_backend("torch") is None
+    with pytest.raises(SweepError, match=r"keras-jax needs jax, which is not installed"):
+        plan(SweepOptions(frameworks=["keras-jax"], quick=True))
+
+
+def test_other_backends_run_on_one_device_without_compile_flags():
+    with pytest.raises(SweepError, match="one device"):
+        plan(SweepOptions(frameworks=["keras-torch"], simulate_devices=2, quick=True))
+    with pytest.raises(SweepError, match="--compile"):
+        plan(SweepOptions(frameworks=["keras-torch"], compiled=True, quick=True))
+    cells = plan(SweepOptions(frameworks=["keras-torch"], quick=True, best=True, variants=["cifar100-split"]))
+    assert {describe(c) for c in cells} == {"grouped+fp32", "towers+fp32"}  # formulation only, no XLA/compile
+    assert not any(c.compiled for c in candidates(CellConfig("keras-jax", "cifar100-single", "train", 8), True))

@@ -18,6 +18,7 @@ from reports.tables import (
     ReportTable,
     accuracy_curves,
     accuracy_tables,
+    backends_table,
     cells_table,
     flops_table,
     formulation_tables,
@@ -104,7 +105,11 @@ def build_report(loaded: LoadedFrame, title: str = "AlexNet: Keras vs PyTorch") 
     overview = (
         f"{len(frame)} result rows ({failed} failed) from {frame['source'].nunique() if len(frame) else 0} file(s)."
     )
-    throughput = Section("Throughput", [overview, framework_table(summary), *plots.get("throughput", [])])
+    backends = backends_table(summary)
+    throughput = Section(
+        "Throughput",
+        [overview, framework_table(summary), *([backends] if backends else []), *plots.get("throughput", [])],
+    )
     sections = [
         throughput,
         Section("Memory", [memory_table(summary), *plots.get("memory_vs_batch", [])]),

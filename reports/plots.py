@@ -21,8 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from reports.tables import FRAMEWORK_NAMES  # noqa: E402
 
-COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
-MARKERS = {"torch": "o", "keras": "s"}
+COLORS = {"torch": "#d62728", "keras": "#1f77b4", "keras-jax": "#2ca02c", "keras-torch": "#9467bd"}
+MARKERS = {"torch": "o", "keras": "s", "keras-jax": "^", "keras-torch": "D"}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from reports.parity_table import variants_frame
 
 THROUGHPUT_MODES = ("train", "infer")
 CELL_KEYS = ["environment", "framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
-FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
+FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch", "keras-jax": "Keras on JAX", "keras-torch": "Keras on torch"}
 BOOTSTRAP_RESAMPLES = 2000
 RATIO_NOTE = (
     "ratio: median images/s of the second over the first; 95% interval by percentile bootstrap of the "
@@ -266,6 +266,32 @@ def framework_table(summary: pd.DataFrame) -> ReportTable:
         "split variants: each framework's faster formulation, named under impl (see the formulation table).",
     ]
     return ReportTable("Keras vs PyTorch", _renamed(table), notes)
+
+
+def backends_table(summary: pd.DataFrame) -> ReportTable | None:
+    """Native PyTorch and the one Keras model on each backend side by side; None without a Keras-on-JAX/torch cell."""
+    if summary.empty or not summary["framework"].isin(["keras-jax", "keras-torch"]).any():
+        return None
+    ok = summary[(summary["status"] == "ok") & (summary["fast_path"] == "fp32")]
+    order = [f for f in ("torch", "keras", "keras-jax", "keras-torch") if f in set(ok["framework"])]
+    lines = []
+    for key, group in ok.groupby(FRAMEWORK_KEYS, sort=False):
+        line = dict(zip(FRAMEWORK_KEYS, key, strict=True))
+        for framework in order:
+            cells = group[group["framework"] == framework]
+            fastest = cells.loc[cells["images_per_s"].idxmax()] if not cells.empty else None
+            impl = f" ({fastest['split_impl']})" if fastest is not None and "split" in str(key[1]) else ""
+            line[f"{FRAMEWORK_NAMES[framework]} img/s"] = (
+                f"{fastest['images_per_s']:,.1f}{impl}" if fastest is not None else None
+            )
+        rates = group.groupby("framework")["images_per_s"].max()
+        line["fastest"] = FRAMEWORK_NAMES.get(rates.idxmax(), rates.idxmax())
+        lines.append(line)
+    notes = [
+        "the same Keras model on each Keras 3 backend (TensorFlow, JAX jit-compiled, torch eager) and the native "
+        "PyTorch model; fp32 cells, each framework's faster split formulation in brackets.",
+    ]
+    return ReportTable("Keras backends and PyTorch", _renamed(pd.DataFrame(lines)), notes)
 
 
 def memory_table(summary: pd.DataFrame) -> ReportTable:

@@ -8,6 +8,7 @@ import importlib.util
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks import cell as cell_module
@@ -16,6 +17,9 @@ from benchmarks.cell import CellConfig, missing_backend
 from benchmarks.fast_paths import candidates, describe
 from benchmarks.matrix import SweepError, SweepOptions, plan
 from benchmarks.runner import worker_environment
+from reports.load import load_results
+from reports.tables import backends_table, summarize_cells
+from tests.results_factory import ok_row, step_times, write_rows
 
 BACKENDS = [
     pytest.param(
@@ -63,3 +67,23 @@ def test_other_backends_run_on_one_device_without_compile_flags():
     cells = plan(SweepOptions(frameworks=["keras-torch"], quick=True, best=True, variants=["cifar100-split"]))
     assert {describe(c) for c in cells} == {"grouped+fp32", "towers+fp32"}  # formulation only, no XLA/compile
     assert not any(c.compiled for c in candidates(CellConfig("keras-jax", "cifar100-single", "train", 8), True))
+
+
+def test_the_report_puts_every_backend_beside_native_pytorch(tmp_path):
+    rng = np.random.default_rng(0)
+    rates = {"torch": 20.0, "keras": 25.0, "keras-jax": 30.0, "keras-torch": 10.0}
+    rows = [
+        ok_row(CellConfig(framework, "cifar100-single", "train", 16), step_times(rng, 16 / rate, 10, 0.01))
+        for framework, rate in rates.items()
+    ]
+    summary = summarize_cells(load_results([write_rows(tmp_path / "r.jsonl", rows)]).frame)
+    table = backends_table(summary).frame
+    assert list(table.columns[-5:]) == [
+        "PyTorch img/s",
+        "Keras img/s",
+        "Keras on JAX img/s",
+        "Keras on torch img/s",
+        "fastest",
+    ]
+    assert table["Keras on JAX img/s"].iloc[0] == "30.0" and table["fastest"].iloc[0] == "Keras on JAX"
+    assert backends_table(summary[summary["framework"].isin(["torch", "keras"])]) is None

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from implementations.spec import SpecError
 from implementations.variants import BUILDABLE_VARIANTS, SPLIT_IMPLS, VARIANTS, get_variant
@@ -270,7 +271,7 @@ def run(
         task = progress.add_task("starting", total=len(todo))
 
         def on_start(index: int, cell) -> None:
-            progress.update(task, description=f"cell {index + 1}/{len(todo)}: {cell.label()}")
+            progress.update(task, description=escape(f"cell {index + 1}/{len(todo)}: {cell.label()}"))
 
         def on_row(row: dict) -> None:
             progress.advance(task)
@@ -460,7 +461,7 @@ def _accuracy_line(row: dict) -> str:
     cell = row["cell"]
     label = f"{cell['framework']} {cell['variant']} on {cell['dataset']}"
     if row["status"] != "ok":
-        return f"[red]{row['status']:<6}[/] {label}: {row['error']}"
+        return f"[red]{row['status']:<6}[/] {label}: {escape(str(row['error']))}"
     m = row["metrics"]
     return (
         f"[green]ok[/]     {label}: top-1 {m['top1']:.1%}, top-5 {m['top5']:.1%}, "
@@ -606,14 +607,14 @@ def _progress():
 def _row_line(row: dict) -> str:
     from benchmarks.cell import CellConfig
 
-    label = CellConfig.from_dict(row["cell"]).label()
+    label = escape(CellConfig.from_dict(row["cell"]).label())  # "[compiled]" is text, not a style
     if row["status"] == "ok":
         metrics = row["metrics"]
         return (
             f"[green]ok[/]     {label}: {metrics['images_per_s']:,.1f} img/s "
             f"(median step {metrics['median_step_s'] * 1e3:,.1f} ms, first step {metrics['first_step_s']:.2f} s)"
         )
-    return f"[red]{row['status']:<6}[/] {label}: {row['error']}"
+    return f"[red]{row['status']:<6}[/] {label}: {escape(str(row['error']))}"
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_I
 # Split formulation each framework runs unless asked otherwise: the faster one in the 2-core CPU
 # measurements of DESIGN.md section 3 (PyTorch: grouped 35 vs towers 27 img/s training; Keras on
 # TensorFlow: towers 54 vs grouped 16, its grouped-conv gradient being slow on CPU).
-# Keras on JAX and on PyTorch: grouped, a native grouped convolution in both (XLA's
-# feature_group_count, torch's groups), measured faster than towers in --best on a 2-core CPU.
+# Keras on JAX: towers (XLA's CPU grouped convolution is slow: grouped ran at 0.14x towers'
+# img/s in inference, 0.25x in training, `run --best --quick`); Keras on torch: grouped (towers
+# 0.94x and 0.87x), torch's native grouped convolution.
 DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers", "keras-jax": "towers", "keras-torch": "grouped"}
 
 

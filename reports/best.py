@@ -31,19 +31,22 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(device_ceiling_gflops=device_ceiling(frame), of_device=fraction_of_device_ceiling(frame))
     for key, group in frame.groupby(GROUP, sort=False):
         ok = group[group["status"] == "ok"]
-        framework, variant = key[0], key[1]
-        default_impl = DEFAULT_SPLIT_IMPL[framework] if "split" in variant else group["split_impl"].iloc[0]
+        where = dict(zip(GROUP, key, strict=True))
+        framework, variant = where["framework"], where["variant"]
+        default_impl = DEFAULT_SPLIT_IMPL.get(framework) if "split" in variant else group["split_impl"].iloc[0]
         base = ok[(ok["fast_path"] == "fp32") & (ok["split_impl"] == default_impl)]
         base_rate = float(base["images_per_s"].median()) if not base.empty else float("nan")
-        rates = ok.groupby(ok.apply(_config, axis=1))["images_per_s"].median().sort_values(ascending=False)
-        winner = ok[ok.apply(_config, axis=1) == rates.index[0]].iloc[0] if not rates.empty else None
+        configs = pd.Series([_config(row) for _, row in ok.iterrows()], index=ok.index, dtype=object)
+        rates = ok["images_per_s"].groupby(configs).median().sort_values(ascending=False)
+        winner = ok[configs == rates.index[0]].iloc[0] if not rates.empty else None
         failed = group[group["status"] != "ok"]
         others = [f"{config} {rate / base_rate:.2f}x" for config, rate in rates.iloc[1:].items()]
         others += [f"{_config(row)} {row['status']}" for _, row in failed.iterrows()]
         fraction = winner["of_device"] if winner is not None else None
         lines.append(
             {
-                **dict(zip(GROUP, key, strict=True)),
+                **where,
+                "configurations": len({_config(row) for _, row in group.iterrows()}),
                 "winner": _config(winner) if winner is not None else "none finished",
                 "images_per_s": rates.iloc[0] if not rates.empty else None,
                 "vs_baseline": rates.iloc[0] / base_rate if not rates.empty else None,
@@ -99,9 +102,9 @@ def render_best(frame: pd.DataFrame, console: Console) -> None:
 def best_table(frame: pd.DataFrame) -> ReportTable | None:
     """The --best table for reports; None when no cell was measured in more than one configuration."""
     best = best_frame(frame)
-    if best.empty or not best["others"].str.len().gt(0).any():
+    if best.empty or best["configurations"].max() < 2:
         return None
-    table = best.drop(columns=["baseline_images_per_s"]).rename(
+    table = best.drop(columns=["baseline_images_per_s", "configurations"]).rename(
         columns={
             "batch_size": "batch",
             "device_setup": "devices",

@@ -214,6 +214,14 @@ def _drop_empty(table: pd.DataFrame, like: str) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+def _impl_where_split(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """'—' as the formulation of single-tower cells: they have no towered layer, so it means nothing."""
+    if "split_impl" in table:
+        table = table.copy()
+        table.loc[summary.loc[table.index, "layout"] != "split", "split_impl"] = "—"
+    return table
+
+
 def _renamed(table: pd.DataFrame) -> pd.DataFrame:
     renames = {"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
     return table.rename(columns=renames)
@@ -236,7 +244,7 @@ def cells_table(summary: pd.DataFrame) -> ReportTable:
         "framework_peak_mib",
         "achieved_gflops",
     ]
-    table = summary[columns].rename(
+    table = _impl_where_split(summary[columns], summary).rename(
         columns={
             "images_per_s": "img/s",
             "iqr_images_per_s": "IQR",
@@ -431,7 +439,7 @@ def flops_table(summary: pd.DataFrame) -> ReportTable:
             "ceiling: the best such rate any framework reached on that machine and device kind in that precision. "
             "Fractions are per device."
         )
-    table = _renamed(table).rename(
+    table = _renamed(_impl_where_split(table, summary)).rename(
         columns={
             "images_per_s": "img/s",
             "achieved_gflops": "GFLOP/s",

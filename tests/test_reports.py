@@ -303,9 +303,11 @@ def test_flops_against_a_ceiling_only_where_measured() -> None:
         tables.summarize_cells(frame_from_rows([factory.ok_row(config, times, ceiling_flops_per_s=1e12)]))
     )
     line = with_ceiling.frame.iloc[0]
-    assert line["of ceiling"] == pytest.approx(line["GFLOP/s"] / 1000)
+    assert line["of own ceiling"] == pytest.approx(line["GFLOP/s"] / 1000)
+    assert line["of device ceiling"] == pytest.approx(line["GFLOP/s"] / 1000)  # the only ceiling measured
     without = tables.flops_table(tables.summarize_cells(frame_from_rows([factory.ok_row(config, times)])))
-    assert "of ceiling" not in without.frame and any("no ceiling" in n for n in without.notes)
+    assert "of own ceiling" not in without.frame and "of device ceiling" not in without.frame
+    assert any("no ceiling" in n for n in without.notes)
     assert without.frame.iloc[0]["GFLOP/s"] == pytest.approx(2.271 * 100, rel=0.05)
 
 

@@ -38,6 +38,10 @@ class KerasTrainer(Trainer):
         return self._predict(images).numpy()
 
     def environment(self) -> dict:
+        import tensorflow as tf
+
         from benchmarks.keras_cell import keras_environment
 
-        return {**keras_environment(["/device:CPU:0"]), "deterministic": self.deterministic}
+        # TensorFlow places the model on the first GPU when it sees one, else on the CPU.
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")[:1]] or ["/device:CPU:0"]
+        return {**keras_environment(devices), "deterministic": self.deterministic}

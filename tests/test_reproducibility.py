@@ -51,3 +51,11 @@ def test_repro_verdicts_name_the_first_differing_step():
     changed = {**row, "metrics": {"step_losses": [1.0, 0.9, 0.7]}}
     assert repro_verdicts([row, row]) == [(True, "torch v on d: 3 step losses identical across 2 runs")]
     assert repro_verdicts([row, changed]) == [(False, "torch v on d: losses differ from step 3 (1 of 3 steps)")]
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_trainer_names_its_device_and_deterministic_mode(framework):
+    config = TrainConfig(framework, variant="cifar100-split", split_impl="towers", deterministic=True)
+    environment = make_trainer(config).environment()
+    assert environment["framework"] == framework and environment["deterministic"] is True
+    assert len(environment["devices"]) == 1 and "cpu" in str(environment["devices"][0]).lower()

@@ -79,12 +79,13 @@ def parity(
     PyTorch's weights are copied into the Keras model, one random batch runs through both in
     inference mode, and every layer's output is compared. Exit code 0 only when all match.
     """
-    import importlib.util
+    from benchmarks.cell import KERAS_BACKENDS, missing_keras_backend
 
-    if keras_backend not in ("tensorflow", "jax", "torch"):
-        raise fail(f"unknown Keras backend {keras_backend!r}; choose from tensorflow, jax, torch")
-    if importlib.util.find_spec(keras_backend) is None:
-        raise fail(f"the {keras_backend} backend is not installed: pip install -e '.[{keras_backend}]'")
+    backends = list(KERAS_BACKENDS.values())
+    if keras_backend not in backends:
+        raise fail(f"unknown Keras backend {keras_backend!r}; choose from {', '.join(backends)}")
+    if reason := missing_keras_backend(keras_backend):
+        raise fail(reason)
     os.environ["KERAS_BACKEND"] = keras_backend  # read once, when Keras is first imported (below)
     names = variant or list(BUILDABLE_VARIANTS)
     impls = split_impl or list(SPLIT_IMPLS)

@@ -25,12 +25,24 @@ def keras_backend(framework: str) -> str | None:
     return KERAS_BACKENDS.get(framework)
 
 
+def _install(backend: str) -> str | None:
+    """None when ``backend``'s package is importable, else the command that installs it."""
+    if importlib.util.find_spec(backend) is not None:
+        return None
+    return "pip install -e '.[jax]'" if backend == "jax" else f"pip install {backend}"
+
+
+def missing_keras_backend(backend: str) -> str | None:
+    """Why Keras cannot run on ``backend`` in this installation (its package is absent), or None."""
+    install = _install(backend)
+    return f"the {backend} backend is not installed: {install}" if install else None
+
+
 def missing_backend(framework: str) -> str | None:
     """Why ``framework`` cannot run in this installation (its backend package is absent), or None."""
     backend = keras_backend(framework)
-    if framework in OTHER_BACKENDS and importlib.util.find_spec(backend) is None:
-        return f"{framework} needs {backend}, which is not installed: pip install -e '.[{backend}]'"
-    return None
+    install = _install(backend) if framework in OTHER_BACKENDS else None
+    return f"{framework} needs {backend}, which is not installed: {install}" if install else None
 
 
 MODES = ("train", "infer")

@@ -11,6 +11,7 @@ always runs jit-compiled (eager JAX is an op-by-op debugging mode), PyTorch runs
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -45,7 +46,7 @@ def backend_devices(backend: str, want_gpu: bool) -> list[str]:
 def backend_environment(backend: str, devices: list[str]) -> dict:
     import keras
 
-    module = __import__(backend)
+    module = importlib.import_module(backend)
     return {
         "framework": f"keras-{backend}",
         "keras": keras.__version__,
@@ -78,8 +79,6 @@ def _torch_memory(backend: str) -> tuple[object, object]:
 
 def prepare_keras_backend(config: CellConfig) -> PreparedCell:
     backend = keras_backend(config.framework)
-    if os.environ.get("KERAS_BACKEND") != backend:
-        raise RuntimeError(f"{config.framework} needs KERAS_BACKEND={backend} set before Keras is imported")
     if config.devices > 1:
         raise ValueError(f"{config.framework} runs on one device in this suite")
     if config.compiled or config.channels_last:
@@ -87,7 +86,10 @@ def prepare_keras_backend(config: CellConfig) -> PreparedCell:
     import keras
 
     if keras.backend.backend() != backend:
-        raise RuntimeError(f"Keras was imported with the {keras.backend.backend()} backend, not {backend}")
+        raise RuntimeError(
+            f"Keras was imported with the {keras.backend.backend()} backend, not {backend}: "
+            f"set KERAS_BACKEND={backend} before Keras is imported"
+        )
     from implementations.keras_alexnet import build_keras_model
     from implementations.keras_training import compile_for_training
 

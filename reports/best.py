@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.matrix import DEFAULT_SPLIT_IMPL
-from reports.ceilings import device_ceiling, fraction_of_device_ceiling
-from reports.tables import ReportTable, throughput_rows
+from reports.ceilings import device_ceiling, per_device_gflops
+from reports.tables import ReportTable, display_names, throughput_rows
 
 GROUP = ["environment", "framework", "variant", "mode", "batch_size", "device_setup"]
 BEST_NOTE = (
@@ -28,7 +28,8 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame = throughput_rows(frame)
     if frame.empty:
         return pd.DataFrame()
-    frame = frame.assign(device_ceiling_gflops=device_ceiling(frame), of_device=fraction_of_device_ceiling(frame))
+    ceiling = device_ceiling(frame)
+    frame = frame.assign(device_ceiling_gflops=ceiling, of_device=per_device_gflops(frame) / ceiling)
     for key, group in frame.groupby(GROUP, sort=False):
         ok = group[group["status"] == "ok"]
         where = dict(zip(GROUP, key, strict=True))
@@ -104,10 +105,8 @@ def best_table(frame: pd.DataFrame) -> ReportTable | None:
     best = best_frame(frame)
     if best.empty or best["configurations"].max() < 2:
         return None
-    table = best.drop(columns=["baseline_images_per_s", "configurations"]).rename(
+    table = display_names(best.drop(columns=["baseline_images_per_s", "configurations"])).rename(
         columns={
-            "batch_size": "batch",
-            "device_setup": "devices",
             "images_per_s": "img/s",
             "vs_baseline": "x baseline",
             "fraction_of_ceiling": "of ceiling",

@@ -27,9 +27,6 @@ def device_ceiling(frame: pd.DataFrame) -> pd.Series:
     return keyed.groupby(DEVICE_KEYS, dropna=False)["ceiling_gflops"].transform("max")
 
 
-def fraction_of_device_ceiling(frame: pd.DataFrame) -> pd.Series:
-    """Achieved GFLOP/s per device over the device's ceiling (NaN where either is missing)."""
-    if frame.empty:
-        return pd.Series(dtype=float, index=frame.index)
-    per_device = frame["achieved_gflops"] / frame["devices"].clip(lower=1)
-    return per_device / device_ceiling(frame)
+def per_device_gflops(frame: pd.DataFrame) -> pd.Series:
+    """Achieved GFLOP/s per device: a multi-device cell is held to one device's ceiling."""
+    return frame["achieved_gflops"] / frame["devices"].clip(lower=1)

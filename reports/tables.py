@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmarks.cell import OTHER_BACKENDS, RUN_FRAMEWORKS
 from implementations.spec import SpecError, infer
 from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
-from reports.ceilings import device_ceiling, fraction_of_device_ceiling
+from reports.ceilings import device_ceiling, per_device_gflops
 from reports.parity_table import variants_frame
 
 THROUGHPUT_MODES = ("train", "infer")
@@ -222,7 +223,8 @@ def _impl_where_split(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
     return table
 
 
-def _renamed(table: pd.DataFrame) -> pd.DataFrame:
+def display_names(table: pd.DataFrame) -> pd.DataFrame:
+    """Column names as the tables show them (batch, devices, impl, fast path)."""
     renames = {"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
     return table.rename(columns=renames)
 
@@ -253,7 +255,7 @@ def cells_table(summary: pd.DataFrame) -> ReportTable:
             **MEMORY_COLUMNS,
         }
     )
-    table = _drop_empty(_renamed(table), like=" MiB")
+    table = _drop_empty(display_names(table), like=" MiB")
     notes = [
         "img/s: batch / median step time, per-step times pooled over repeats; IQR: the interquartile range of "
         "per-step images/s. A failed cell shows its status and no figures.",
@@ -273,22 +275,22 @@ def framework_table(summary: pd.DataFrame) -> ReportTable:
         RATIO_NOTE,
         "split variants: each framework's faster formulation, named under impl (see the formulation table).",
     ]
-    return ReportTable("Keras vs PyTorch", _renamed(table), notes)
+    return ReportTable("Keras vs PyTorch", display_names(table), notes)
 
 
 def backends_table(summary: pd.DataFrame) -> ReportTable | None:
     """Native PyTorch and the one Keras model on each backend side by side; None without a Keras-on-JAX/torch cell."""
-    if summary.empty or not summary["framework"].isin(["keras-jax", "keras-torch"]).any():
+    if summary.empty or not summary["framework"].isin(OTHER_BACKENDS).any():
         return None
     ok = summary[(summary["status"] == "ok") & (summary["fast_path"] == "fp32")]
-    order = [f for f in ("torch", "keras", "keras-jax", "keras-torch") if f in set(ok["framework"])]
+    order = [f for f in RUN_FRAMEWORKS if f in set(ok["framework"])]
     lines = []
     for key, group in ok.groupby(FRAMEWORK_KEYS, sort=False):
         line = dict(zip(FRAMEWORK_KEYS, key, strict=True))
         for framework in order:
             cells = group[group["framework"] == framework]
             fastest = cells.loc[cells["images_per_s"].idxmax()] if not cells.empty else None
-            impl = f" ({fastest['split_impl']})" if fastest is not None and "split" in str(key[1]) else ""
+            impl = f" ({fastest['split_impl']})" if fastest is not None and fastest["layout"] == "split" else ""
             line[f"{FRAMEWORK_NAMES[framework]} img/s"] = (
                 f"{fastest['images_per_s']:,.1f}{impl}" if fastest is not None else None
             )
@@ -299,7 +301,7 @@ def backends_table(summary: pd.DataFrame) -> ReportTable | None:
         "the same Keras model on each Keras 3 backend (TensorFlow, JAX jit-compiled, torch eager) and the native "
         "PyTorch model; fp32 cells, each framework's faster split formulation in brackets.",
     ]
-    return ReportTable("Keras backends and PyTorch", _renamed(pd.DataFrame(lines)), notes)
+    return ReportTable("Keras backends and PyTorch", display_names(pd.DataFrame(lines)), notes)
 
 
 def memory_table(summary: pd.DataFrame) -> ReportTable:
@@ -313,7 +315,7 @@ def memory_table(summary: pd.DataFrame) -> ReportTable:
         "and shown only when measured.",
         "split variants: the cell of each framework's faster formulation.",
     ]
-    return ReportTable("Memory: Keras vs PyTorch", _renamed(table), notes)
+    return ReportTable("Memory: Keras vs PyTorch", display_names(table), notes)
 
 
 def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
@@ -360,7 +362,7 @@ def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
             cells, column, first, second, keys, names, show_impl=column != "split_impl", both_measured=True
         )
         empty = f"No cell was measured as both {names[0]} and {names[1]} with the same settings."
-        tables.append(ReportTable(title, _renamed(table), [RATIO_NOTE, note], empty_text=empty))
+        tables.append(ReportTable(title, display_names(table), [RATIO_NOTE, note], empty_text=empty))
     return tables
 
 
@@ -427,8 +429,8 @@ def flops_table(summary: pd.DataFrame) -> ReportTable:
         return ReportTable("Achieved FLOP/s", pd.DataFrame())
     table = summary[[*CELL_KEYS, "status", "images_per_s", "achieved_gflops", "ceiling_gflops"]].copy()
     table["device ceiling"] = device_ceiling(summary)
-    table["of device ceiling"] = fraction_of_device_ceiling(summary)
-    table["of own ceiling"] = summary["achieved_gflops"] / summary["devices"].clip(lower=1) / table["ceiling_gflops"]
+    table["of device ceiling"] = per_device_gflops(summary) / table["device ceiling"]
+    table["of own ceiling"] = per_device_gflops(summary) / table["ceiling_gflops"]
     notes = ["FLOPs: forward convolutions and dense layers from the spec; training counted as 3x forward."]
     if table["ceiling_gflops"].isna().all():
         table = table.drop(columns=["ceiling_gflops", "device ceiling", "of device ceiling", "of own ceiling"])
@@ -439,7 +441,7 @@ def flops_table(summary: pd.DataFrame) -> ReportTable:
             "ceiling: the best such rate any framework reached on that machine and device kind in that precision. "
             "Fractions are per device."
         )
-    table = _renamed(_impl_where_split(table, summary)).rename(
+    table = display_names(_impl_where_split(table, summary)).rename(
         columns={
             "images_per_s": "img/s",
             "achieved_gflops": "GFLOP/s",
@@ -476,7 +478,7 @@ def accuracy_tables(frame: pd.DataFrame) -> list[ReportTable]:
     tables = [
         ReportTable(
             "Accuracy",
-            _renamed(table.drop(columns=empty)),
+            display_names(table.drop(columns=empty)),
             notes,
             {"top-1": ".1%", "top-5": ".1%", "target top-1": ".0%"},
         )

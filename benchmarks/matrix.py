@@ -72,13 +72,13 @@ def validate(options: SweepOptions) -> None:
     other = [f for f in options.frameworks if f in OTHER_BACKENDS]
     if other and options.compiled:
         raise SweepError(
-            f"--compile is torch.compile or TensorFlow XLA; {', '.join(other)} run as their backend normally "
-            "does (JAX always jit-compiled, torch eager). Drop --compile or these frameworks."
+            f"--compile means torch.compile or TensorFlow XLA and does not apply to {', '.join(other)}: Keras on "
+            "JAX is always jit-compiled and Keras on torch runs eagerly. Drop --compile or those frameworks."
         )
     if other and (options.gpus >= 2 or options.simulate_devices):
         raise SweepError(
-            f"{', '.join(other)} run on one device in this suite; the multi-device paths are torch's and keras' "
-            "(TensorFlow). Use --gpus 1 or drop them."
+            f"{', '.join(other)}: Keras on JAX or torch runs on one device in this suite; the multi-device paths "
+            "are torch's and keras' (TensorFlow). Use --gpus 1 or drop them."
         )
     _check_choices("variant", options.variants, BUILDABLE_VARIANTS)
     _check_choices("mode", options.modes, MODES)

@@ -1,13 +1,16 @@
 """AlexNet in Keras 3 and PyTorch: parity checks and benchmarks from one spec.
 
-Run ``python bench.py --help`` for the commands. Frameworks are imported only by the commands
+Run ``python bench.py --help`` for the commands. Each command parses its options, calls one
+function of the suite and renders what it returns. Frameworks are imported only by the commands
 that need them, so listing variants or asking for help is instant.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import time
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from benchmarks import frameworks
 from implementations.spec import SpecError
 from implementations.variants import BUILDABLE_VARIANTS, SPLIT_IMPLS, VARIANTS, get_variant
 
@@ -26,13 +30,31 @@ app = typer.Typer(
 )
 # Tables are wide; when output goes to a file or pipe, do not wrap them at 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+RESULTS = Path("results/results.jsonl")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one line for a user mistake and return the exit to raise (no traceback)."""
-    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def positive_seconds(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"must be a positive number of seconds, got {value:g}")
+    return value
+
+
+def memory_cap(value: float | None) -> float | None:
+    # A worker needs about 0.5 GB just to import a framework; a smaller cap could never run a cell.
+    if value is not None and (not math.isfinite(value) or value < 0.5):
+        raise typer.BadParameter(f"must be at least 0.5 (GB) and finite, got {value:g}")
+    return value
 
 
 def quiet_frameworks() -> None:
@@ -79,21 +101,18 @@ def parity(
     PyTorch's weights are copied into the Keras model, one random batch runs through both in
     inference mode, and every layer's output is compared. Exit code 0 only when all match.
     """
-    from benchmarks.cell import KERAS_BACKENDS, missing_keras_backend
-
-    backends = list(KERAS_BACKENDS.values())
-    if keras_backend not in backends:
-        raise fail(f"unknown Keras backend {keras_backend!r}; choose from {', '.join(backends)}")
-    if reason := missing_keras_backend(keras_backend):
+    keras_frameworks = {f.keras_backend: f for f in map(frameworks.get, frameworks.names()) if f.keras_backend}
+    if keras_backend not in keras_frameworks:
+        raise fail(f"unknown Keras backend {keras_backend!r}; choose from {', '.join(keras_frameworks)}")
+    if reason := keras_frameworks[keras_backend].missing():
         raise fail(reason)
     os.environ["KERAS_BACKEND"] = keras_backend  # read once, when Keras is first imported (below)
-    names = variant or list(BUILDABLE_VARIANTS)
     impls = split_impl or list(SPLIT_IMPLS)
-    for impl in impls:
-        if impl not in SPLIT_IMPLS:
-            raise fail(f"unknown split implementation {impl!r}; choose from {', '.join(SPLIT_IMPLS)}")
+    wrong = [impl for impl in impls if impl not in SPLIT_IMPLS]
+    if wrong:
+        raise fail(f"unknown split implementation {wrong[0]!r}; choose from {', '.join(SPLIT_IMPLS)}")
     try:
-        architectures = [get_variant(name) for name in names]
+        architectures = [get_variant(name) for name in variant or BUILDABLE_VARIANTS]
     except SpecError as error:
         raise fail(str(error)) from None
 
@@ -113,7 +132,7 @@ def parity(
                 failed.append(f"{arch.name} ({impl}): {report.failures[0]}")
     if failed:
         for line in failed:
-            err_console.print(f"[red]parity failed:[/] {line}", highlight=False)
+            err_console.print(f"[red]parity failed:[/] {escape(line)}", highlight=False)
         raise typer.Exit(1)
     console.print("[green]All parity checks passed.[/]")
 
@@ -176,19 +195,22 @@ def run(
     quick: Annotated[
         bool, typer.Option("--quick", help="A small sweep for a first look: CIFAR-100 variants, batch 16, 5 steps.")
     ] = False,
-    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = Path(
-        "results/results.jsonl"
-    ),
+    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = RESULTS,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip cells that already have a successful row in --results.")
     ] = False,
     cell_timeout: Annotated[
-        float, typer.Option(help="Seconds before a cell's worker is killed and recorded as a timeout.")
+        float,
+        typer.Option(
+            help="Seconds before a cell's worker is killed and recorded as a timeout.", callback=positive_seconds
+        ),
     ] = 900.0,
     memory_limit_gb: Annotated[
         float | None,
         typer.Option(
-            "--memory-limit-gb", help="Cap each worker's memory; a cell that needs more is recorded as out of memory."
+            "--memory-limit-gb",
+            help="Cap each worker's memory (at least 0.5); a cell that needs more is recorded as out of memory.",
+            callback=memory_cap,
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights and synthetic data.")] = 0,
@@ -211,18 +233,18 @@ def run(
     """Measure training and inference throughput and memory, each cell in its own process.
 
     Every finished cell is appended to --results at once (JSON Lines); a failed cell becomes a row
-    with its status and the sweep goes on. Ctrl-C keeps every finished row.
+    with its status and the sweep goes on. Ctrl-C or SIGTERM keeps every finished row.
     """
-    from benchmarks.environment import machine_environment
+    from benchmarks.host import Host
     from benchmarks.matrix import SweepError, SweepOptions, plan
-    from benchmarks.memory import nvml_gpus
-    from benchmarks.results import ResultsFileError, check_writable, done_keys, read_results
+    from benchmarks.results import ResultsFileError
+    from benchmarks.sweep import open_sweep
 
-    found, why_none = nvml_gpus()
+    host = Host.detect()
     if gpus is None:
-        gpus = len(found)
-    elif gpus > len(found):
-        seen = f"found {len(found)}" + (f" ({', '.join(found)})" if found else f": {why_none or 'no GPU'}")
+        gpus = len(host.gpus)
+    elif gpus > len(host.gpus):
+        seen = f"found {len(host.gpus)}" + (f" ({', '.join(host.gpus)})" if host.gpus else f": {host.gpu_probe}")
         raise fail(f"asked for {gpus} GPUs but {seen}")
     options = SweepOptions(
         frameworks=framework or [],
@@ -241,73 +263,99 @@ def run(
         compiled=compile_model,
         channels_last=channels_last,
         best=best,
+        native_bf16=host.native_bf16,
     )
+    report_to = None if no_report else (report_dir or results.parent / "report")
     try:
-        cells = plan(options)
-        check_writable(results)
-        existing = read_results(results)
+        sweep = open_sweep(plan(options), results, resume)
+        if report_to is not None:
+            check_folder(report_to)
     except (SweepError, SpecError, ResultsFileError) as error:
         raise fail(str(error)) from None
-    for warning in existing.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    if best and not gpus and not simulate_devices:
-        from benchmarks.fast_paths import native_bf16
-
-        if not native_bf16():
-            console.print(
-                "note: bf16 not tried: this CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 is far "
-                "slower than fp32. Ask for it with --precision bf16.",
-                highlight=False,
-            )
-    skipped = done_keys(existing.rows) if resume else set()
-    todo = [cell for cell in cells if cell.key() not in skipped]
+    for warning in sweep.warnings:
+        warn(warning)
+    if best and not gpus and not simulate_devices and not host.native_bf16:
+        console.print(
+            "note: bf16 not tried: this CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 is far "
+            "slower than fp32. Ask for it with --precision bf16.",
+            highlight=False,
+        )
     if resume:
-        console.print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already done in {results}")
+        console.print(f"resuming: {sweep.skipped} of {len(sweep.jobs)} cells already done in {escape(str(results))}")
+    execute_with_progress(sweep, "cell", cell_timeout, memory_limit_gb)
 
-    from benchmarks.runner import run_sweep
+    from benchmarks.sweep import latest_rows
     from reports.summary import render_throughput, rows_to_frame
 
-    memory_limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
-    with _progress() as progress:
-        task = progress.add_task("starting", total=len(todo))
+    rows = latest_rows(sweep)
 
-        def on_start(index: int, cell) -> None:
-            progress.update(task, description=escape(f"cell {index + 1}/{len(todo)}: {cell.label()}"))
-
-        def on_row(row: dict) -> None:
-            progress.advance(task)
-            progress.console.print(_row_line(row), highlight=False)
-
-        try:
-            machine = machine_environment()
-            run_sweep(
-                todo,
-                results,
-                machine,
-                timeout_s=cell_timeout,
-                memory_limit_bytes=memory_limit,
-                on_start=on_start,
-                on_row=on_row,
-            )
-        except KeyboardInterrupt:
-            progress.stop()
-            raise fail(f"interrupted; every finished cell is saved in {results}", code=130) from None
-
-    keys = {cell.key() for cell in cells}
-    rows = [row for row in read_results(results).rows if row.get("key") in keys]
-    latest = {row["key"]: row for row in rows}  # a cell run again supersedes its older rows
-    frame = rows_to_frame(list(latest.values()))
+    frame = rows_to_frame(rows)
     render_throughput(frame, console)
     if best:
         from reports.best import render_best
 
         render_best(frame, console)
-    failed = [row for row in latest.values() if row["status"] != "ok"]
-    console.print(f"{len(latest)} cells, {len(failed)} failed; rows in {results}")
-    if not no_report:
-        write_and_announce_report([results], report_dir or results.parent / "report")
+    failed = [row for row in rows if not row.ok]
+    console.print(f"{len(rows)} cells, {len(failed)} failed; rows in {escape(str(results))}")
+    if report_to is not None:
+        write_and_announce_report([results], report_to)
     if failed:
         raise typer.Exit(1)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse an output folder that cannot be written, before the work that fills it."""
+    from benchmarks.results import ResultsFileError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ResultsFileError(f"cannot write the report to {folder}: {error.strerror or error}") from None
+
+
+def execute_with_progress(sweep, noun: str, timeout_s: float, memory_limit_gb: float | None = None) -> list:
+    """Run a sweep with a progress bar (a start line per job when output is not a terminal); its rows."""
+    from benchmarks.measure.environment import machine_environment
+    from benchmarks.results import ResultsFileError
+    from benchmarks.sweep import execute
+    from reports.console import accuracy_line, cell_line, progress
+
+    line = cell_line if noun == "cell" else accuracy_line
+    with progress(console) as bar:
+        task = bar.add_task("starting", total=len(sweep.todo))
+
+        def on_start(index: int, job) -> None:
+            what = escape(f"{noun} {index + 1}/{len(sweep.todo)}: {job_label(job)}")
+            bar.update(task, description=what)
+            if not console.is_terminal:
+                console.print(f"start  {what}", highlight=False)
+
+        def on_row(row) -> None:
+            bar.advance(task)
+            bar.console.print(line(row), highlight=False)
+
+        try:
+            return execute(
+                sweep,
+                machine_environment(),
+                timeout_s=timeout_s,
+                memory_limit_bytes=int(memory_limit_gb * 2**30) if memory_limit_gb else None,
+                on_start=on_start,
+                on_row=on_row,
+            )
+        except ResultsFileError as error:
+            raise fail(str(error)) from None
+        except KeyboardInterrupt:
+            bar.stop()
+            raise fail(f"interrupted; every finished {noun} is saved in {sweep.results}", code=130) from None
+
+
+def job_label(job) -> str:
+    label = getattr(job, "label", None)
+    return label() if callable(label) else f"{job.framework} {job.variant} on {job.dataset}"
 
 
 @app.command()
@@ -358,10 +406,10 @@ def train(
     download: Annotated[
         bool, typer.Option("--download", help="Download CIFAR-100 from its official source if it is not found.")
     ] = False,
-    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = Path(
-        "results/results.jsonl"
-    ),
-    timeout: Annotated[float, typer.Option(help="Seconds before a training worker is killed.")] = 7200.0,
+    results: Annotated[Path, typer.Option(help="JSON Lines file the rows are appended to.")] = RESULTS,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a training worker is killed.", callback=positive_seconds)
+    ] = 7200.0,
 ) -> None:
     """Train both frameworks from the same weights on the same batches; compare their accuracy.
 
@@ -369,82 +417,38 @@ def train(
     images in the same order, same schedule and optimiser (SGD, momentum 0.9, weight decay 5e-4).
     Rows (mode "accuracy", with the per-epoch curve) go to --results.
     """
-    from benchmarks.accuracy import make_accuracy_row, new_run_id, train_command
-    from benchmarks.cell import FRAMEWORKS
-    from benchmarks.environment import machine_environment
-    from benchmarks.matrix import DEFAULT_SPLIT_IMPL
-    from benchmarks.results import ResultsFileError, append_row, check_writable, read_results
-    from benchmarks.runner import run_process, worker_environment
-    from benchmarks.training import TrainConfig
-    from implementations.initial_weights import SCHEMES
+    from benchmarks.accuracy.datasets import DatasetError
+    from benchmarks.accuracy.plan import TrainingPlan, TrainingPlanError, check_data, training_jobs
+    from benchmarks.accuracy.training import TrainConfig
+    from benchmarks.results import ResultsFileError
+    from benchmarks.sweep import open_sweep
 
-    frameworks = framework or list(FRAMEWORKS)
-    variants = variant or ["cifar100-single", "cifar100-split"]
-    checks = [
-        ([f for f in frameworks if f not in FRAMEWORKS], f"unknown framework; valid: {', '.join(FRAMEWORKS)}"),
-        ([dataset] if dataset not in ("digits", "cifar100") else [], "unknown dataset; valid: digits, cifar100"),
-        (
-            [split_impl] if split_impl not in (None, *SPLIT_IMPLS) else [],
-            f"unknown split implementation; valid: {', '.join(SPLIT_IMPLS)}",
-        ),
-        ([init] if init not in SCHEMES else [], f"unknown initialisation; valid: {', '.join(SCHEMES)}"),
-    ]
-    for wrong, message in checks:
-        if wrong:
-            raise fail(f"{', '.join(map(repr, wrong))}: {message}")
+    data_dir = data_dir.expanduser().resolve() if data_dir else None  # workers run from the project root
+    template = TrainConfig(
+        framework="",
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_epochs=warmup_epochs,
+        init=init,
+        seed=seed,
+        deterministic=deterministic or check_repro,
+        target_top1=target_top1,
+        max_train_images=max_train_images,
+        data_dir=str(data_dir) if data_dir else None,
+        download=download,
+    )
+    plan = TrainingPlan(tuple(framework or ()), tuple(variant or ()), split_impl, repeats=2 if check_repro else 1)
     try:
-        archs = [get_variant(name) for name in variants]
-        check_writable(results)
-        read_results(results)
-    except (SpecError, ResultsFileError) as error:
+        jobs = training_jobs(plan, template)
+        check_data(dataset, data_dir, download)
+        sweep = open_sweep(jobs, results)
+    except (TrainingPlanError, DatasetError, ResultsFileError) as error:
         raise fail(str(error)) from None
-
-    jobs = []
-    for arch in archs:
-        for name in frameworks:
-            impl = split_impl or (DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped")
-            jobs.append(
-                TrainConfig(
-                    framework=name,
-                    variant=arch.name,
-                    split_impl=impl,
-                    dataset=dataset,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    warmup_epochs=warmup_epochs,
-                    init=init,
-                    seed=seed,
-                    deterministic=deterministic or check_repro,
-                    target_top1=target_top1,
-                    max_train_images=max_train_images,
-                    data_dir=str(data_dir) if data_dir else None,
-                    download=download,
-                )
-            )
-    runs = 2 if check_repro else 1
-    run_id, rows = new_run_id(), []
-    with _progress() as progress:
-        task = progress.add_task("starting", total=len(jobs) * runs)
-        try:
-            machine = machine_environment()
-            for config in jobs:
-                for attempt in range(runs):
-                    progress.update(
-                        task,
-                        description=f"training {config.framework} {config.variant} on {dataset}"
-                        + (f" (run {attempt + 1} of 2)" if check_repro else ""),
-                    )
-                    started = time.time()
-                    result = run_process(train_command(config), worker_environment(), timeout)
-                    row = make_accuracy_row(config, result, machine, run_id, started)
-                    append_row(results, row)
-                    rows.append(row)
-                    progress.advance(task)
-                    progress.console.print(_accuracy_line(row), highlight=False)
-        except KeyboardInterrupt:
-            progress.stop()
-            raise fail(f"interrupted; every finished run is saved in {results}", code=130) from None
+    for warning in sweep.warnings:
+        warn(warning)
+    rows = [row.to_dict() for row in execute_with_progress(sweep, "training run", timeout)]
 
     from reports.accuracy_summary import loss_gaps, render_accuracy, repro_verdicts
 
@@ -458,18 +462,6 @@ def train(
         raise typer.Exit(1)
 
 
-def _accuracy_line(row: dict) -> str:
-    cell = row["cell"]
-    label = f"{cell['framework']} {cell['variant']} on {cell['dataset']}"
-    if row["status"] != "ok":
-        return f"[red]{row['status']:<6}[/] {label}: {escape(str(row['error']))}"
-    m = row["metrics"]
-    return (
-        f"[green]ok[/]     {label}: top-1 {m['top1']:.1%}, top-5 {m['top5']:.1%}, "
-        f"{m['train_images_per_s']:,.0f} img/s, {m['train_seconds']:.0f} s training"
-    )
-
-
 @app.command()
 def selfcheck(
     framework: Annotated[
@@ -480,48 +472,23 @@ def selfcheck(
     steps: Annotated[int, typer.Option(min=1, help="Steps per round (seven rounds of each loop, alternating).")] = 5,
 ) -> None:
     """Check the harness costs under 2%: runner's timed loop vs a bare loop, same model, same process."""
-    from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
-    from benchmarks.matrix import DEFAULT_SPLIT_IMPL
-    from benchmarks.runner import run_process, worker_command, worker_environment
+    from benchmarks.measure.selfcheck import selfcheck_cells
+    from benchmarks.runner import run_selfcheck
+    from reports.console import render_selfcheck
 
-    frameworks = framework or list(FRAMEWORKS)
-    wrong = [name for name in frameworks if name not in FRAMEWORKS]
+    names = framework or list(frameworks.default_names())
+    wrong = [name for name in names if name not in frameworks.names()]
     if wrong:
-        raise fail(f"unknown framework {', '.join(map(repr, wrong))}; valid: {', '.join(FRAMEWORKS)}")
+        raise fail(f"unknown framework {', '.join(map(repr, wrong))}; valid: {', '.join(frameworks.names())}")
     try:
-        arch = get_variant(variant)
+        cells = selfcheck_cells(names, variant, batch_size, steps)
     except SpecError as error:
         raise fail(str(error)) from None
-    from rich.table import Table
-
-    table = Table(title="Harness overhead (median over rounds; positive = the runner is slower)", title_justify="left")
-    for header in ("framework", "mode", "runner img/s", "bare loop img/s", "overhead", "IQR over rounds", "verdict"):
-        table.add_column(header, justify="left" if header in ("framework", "mode", "verdict") else "right")
-    failed = False
-    for name in frameworks:
-        for mode in MODES:
-            impl = DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped"
-            cell = CellConfig(name, variant, mode, batch_size, impl, steps=steps, warmup=2)
-            with console.status(f"timing {name} {mode}"):
-                result = run_process([*worker_command(cell), "--selfcheck"], worker_environment(cell), 1800)
-            if result["status"] != "ok":
-                table.add_row(name, mode, "", "", "", "", f"[red]{result['status']}: {result.get('error')}[/]")
-                failed = True
-                continue
-            m = result["metrics"]
-            ok = m["within_tolerance"]
-            failed |= not ok
-            table.add_row(
-                name,
-                mode,
-                f"{m['harness_images_per_s']:,.1f}",
-                f"{m['bare_images_per_s']:,.1f}",
-                f"{m['overhead']:+.2%}",
-                f"{m['overhead_iqr']:.2%}",
-                "[green]within 2%[/]" if ok else "[red]over 2%[/]",
-            )
-    console.print(table)
-    if failed:
+    results = []
+    for cell in cells:
+        with console.status(escape(f"timing {cell.framework} {cell.mode}")):
+            results.append((cell, run_selfcheck(cell)))
+    if not render_selfcheck(results, console):
         raise typer.Exit(1)
 
 
@@ -536,7 +503,7 @@ def report(
     ] = Path("results/report"),
 ) -> None:
     """Write the comparison report: Markdown, self-contained HTML with plots, CSV/Parquet, PNGs."""
-    paths = results or [Path("results/results.jsonl")]
+    paths = results or [RESULTS]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise fail(f"no results file at {', '.join(missing)}; run `python bench.py run` first or name a file")
@@ -554,11 +521,12 @@ def write_and_announce_report(paths: list[Path], out: Path) -> None:
     except OSError as error:
         raise fail(f"cannot write the report to {out}: {error.strerror or error}") from None
     for warning in files.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warn(warning)
     for note in files.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)
     written = [files.markdown, files.html, files.csv, *([files.parquet] if files.parquet else [])]
-    console.print(f"report: {', '.join(str(path) for path in written)} (+{len(files.plots)} plots)", highlight=False)
+    listed = escape(", ".join(str(path) for path in written))
+    console.print(f"report: {listed} (+{len(files.plots)} plots)", highlight=False)
 
 
 @app.command("compare")
@@ -591,32 +559,29 @@ def compare_results(
     raise typer.Exit(1 if result.has_regressions else 0)
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-    )
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``timeout``, CI cancellation, ``docker stop``) stops a sweep the way Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
-def _row_line(row: dict) -> str:
-    from benchmarks.cell import CellConfig
-
-    label = escape(CellConfig.from_dict(row["cell"]).label())  # "[compiled]" is text, not a style
-    if row["status"] == "ok":
-        metrics = row["metrics"]
-        return (
-            f"[green]ok[/]     {label}: {metrics['images_per_s']:,.1f} img/s "
-            f"(median step {metrics['median_step_s'] * 1e3:,.1f} ms, first step {metrics['first_step_s']:.2f} s)"
-        )
-    return f"[red]{row['status']:<6}[/] {label}: {escape(str(row['error']))}"
+def main(argv: list[str] | None = None) -> None:
+    """The command line: one line on stderr and exit code 2 for a usage mistake, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as error:  # typer's usage errors: a bad option, a bad value
+        code = getattr(error, "exit_code", 2)
+        if type(error).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context else "bench.py"
+            err_console.print(
+                f"[red]error:[/] {escape(error.format_message())} (see {escape(command)} --help)", highlight=False
+            )
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("[red]error:[/] interrupted", highlight=False)
+        code = 130
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":
-    app()
+    main()

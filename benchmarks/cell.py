@@ -6,44 +6,12 @@ back inside the result row, so every figure carries the exact configuration that
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
+from benchmarks.results import job_key
 from implementations.variants import get_variant
-
-FRAMEWORKS = ("torch", "keras")  # the pair every command compares: native PyTorch, Keras 3 on TensorFlow
-# The same Keras model on Keras 3's other backends (KERAS_BACKEND, set per worker process).
-KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
-OTHER_BACKENDS = ("keras-jax", "keras-torch")
-RUN_FRAMEWORKS = FRAMEWORKS + OTHER_BACKENDS  # what ``bench.py run`` can measure
-
-
-def keras_backend(framework: str) -> str | None:
-    """The Keras backend a framework name runs on; None for native PyTorch."""
-    return KERAS_BACKENDS.get(framework)
-
-
-def _install(backend: str) -> str | None:
-    """None when ``backend``'s package is importable, else the command that installs it."""
-    if importlib.util.find_spec(backend) is not None:
-        return None
-    return "pip install -e '.[jax]'" if backend == "jax" else f"pip install {backend}"
-
-
-def missing_keras_backend(backend: str) -> str | None:
-    """Why Keras cannot run on ``backend`` in this installation (its package is absent), or None."""
-    install = _install(backend)
-    return f"the {backend} backend is not installed: {install}" if install else None
-
-
-def missing_backend(framework: str) -> str | None:
-    """Why ``framework`` cannot run in this installation (its backend package is absent), or None."""
-    backend = keras_backend(framework)
-    install = _install(backend) if framework in OTHER_BACKENDS else None
-    return f"{framework} needs {backend}, which is not installed: {install}" if install else None
-
 
 MODES = ("train", "infer")
 
@@ -63,6 +31,8 @@ def fast_path_label(precision: str = "fp32", compiled: bool = False, channels_la
 
 @dataclass(frozen=True)
 class CellConfig:
+    worker_flag: ClassVar[str] = "--config"  # how the worker is told it measures a cell
+
     framework: str
     variant: str
     mode: str
@@ -99,8 +69,17 @@ class CellConfig:
 
     def key(self) -> str:
         """Stable identity of the cell, used by --resume."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+        return job_key(asdict(self))
+
+    def row_fields(self, framework_environment: dict | None = None) -> dict:
+        """What a result row records of this cell besides its figures."""
+        return {
+            "cell": asdict(self),
+            "device_setup": self.device_setup,
+            "devices": self.devices,
+            "parallel": self.parallel,
+            "simulated": self.simulate_devices >= 2,
+        }
 
     def label(self) -> str:
         impl = f"/{self.split_impl}" if get_variant(self.variant).is_split and self.parallel == "none" else ""
@@ -139,4 +118,4 @@ class PreparedCell:
     reset_peak_memory: object = None  # Callable[[], None] | None
     framework_memory: object = None  # Callable[[], dict] | None
     is_reporter: bool = True  # False on non-zero ranks of a data-parallel launch
-    ceiling: object = None  # Callable[[], dict] | None: the device's dense matmul rate, see benchmarks.ceiling
+    ceiling: object = None  # Callable[[], dict] | None: the device's dense matmul rate, see measure.ceiling

@@ -5,18 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import product
 
-from benchmarks.cell import FRAMEWORKS, MODES, OTHER_BACKENDS, RUN_FRAMEWORKS, CellConfig, missing_backend
+from benchmarks import frameworks
+from benchmarks.cell import MODES, CellConfig
 from benchmarks.fast_paths import candidates
 from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_IMPLS, get_variant
-
-# Split formulation each framework runs unless asked otherwise: the faster one in the 2-core CPU
-# measurements of DESIGN.md section 3 (PyTorch: grouped 35 vs towers 27 img/s training; Keras on
-# TensorFlow: towers 54 vs grouped 16, its grouped-conv gradient being slow on CPU).
-# Keras on JAX: towers (XLA's CPU grouped convolution is slow: grouped ran at 0.14x towers'
-# img/s in inference, 0.25x in training, `run --best --quick`); Keras on torch: grouped (towers
-# 0.94x and 0.87x), torch's native grouped convolution.
-DEFAULT_SPLIT_IMPL = {"torch": "grouped", "keras": "towers", "keras-jax": "towers", "keras-torch": "grouped"}
-
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -56,6 +48,7 @@ class SweepOptions:
     compiled: bool = False
     channels_last: bool = False
     best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
+    native_bf16: bool = False  # the host's (benchmarks.host): whether --best tries bf16 on the CPU
 
 
 def _check_choices(kind: str, given: list, valid: tuple) -> None:
@@ -65,21 +58,10 @@ def _check_choices(kind: str, given: list, valid: tuple) -> None:
 
 
 def validate(options: SweepOptions) -> None:
-    _check_choices("framework", options.frameworks, RUN_FRAMEWORKS)
-    for framework in options.frameworks:
-        if reason := missing_backend(framework):
+    _check_choices("framework", options.frameworks, frameworks.names())
+    for name in options.frameworks:
+        if reason := frameworks.get(name).missing():
             raise SweepError(reason)
-    other = [f for f in options.frameworks if f in OTHER_BACKENDS]
-    if other and options.compiled:
-        raise SweepError(
-            f"--compile means torch.compile or TensorFlow XLA and does not apply to {', '.join(other)}: Keras on "
-            "JAX is always jit-compiled and Keras on torch runs eagerly. Drop --compile or those frameworks."
-        )
-    if other and (options.gpus >= 2 or options.simulate_devices):
-        raise SweepError(
-            f"{', '.join(other)}: Keras on JAX or torch runs on one device in this suite; the multi-device paths "
-            "are torch's and keras' (TensorFlow). Use --gpus 1 or drop them."
-        )
     _check_choices("variant", options.variants, BUILDABLE_VARIANTS)
     _check_choices("mode", options.modes, MODES)
     _check_choices("split implementation", options.split_impls, SPLIT_IMPLS)
@@ -100,8 +82,6 @@ def validate(options: SweepOptions) -> None:
         raise SweepError("--simulate-devices runs on the CPU; it cannot be combined with --gpus")
     if options.precision not in PRECISIONS:
         raise SweepError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
-    if options.channels_last and options.frameworks != ["torch"]:
-        raise SweepError("--channels-last is a PyTorch option (Keras is channels-last already); add -f torch")
     if options.simulate_devices == 1 or options.simulate_devices < 0:
         raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
 
@@ -119,7 +99,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     """Every cell of the sweep, in the order they run (cheap variants and inference first)."""
     validate(options)
     preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
-    frameworks = options.frameworks or list(FRAMEWORKS)
+    names = options.frameworks or list(frameworks.default_names())
     variants = options.variants or list(preset.variants)
     modes = options.modes or ["infer", "train"]
     batch_sizes = options.batch_sizes or list(preset.batch_sizes)
@@ -127,12 +107,12 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     warmup = options.warmup or preset.warmup
     cells = []
     for (gpus, simulated), variant, mode, batch, framework, repeat in product(
-        device_setups(options), variants, modes, batch_sizes, frameworks, range(options.repeats)
+        device_setups(options), variants, modes, batch_sizes, names, range(options.repeats)
     ):
         if get_variant(variant).is_split and (gpus >= 2 or simulated >= 2):
             impls = ["towers"]  # model-parallel: one tower per device is the towers formulation
         elif get_variant(variant).is_split:
-            impls = options.split_impls or [DEFAULT_SPLIT_IMPL[framework]]
+            impls = options.split_impls or [frameworks.get(framework).default_split_impl]
         else:
             impls = ["grouped"]  # no towered layer: both formulations are the same model
         for impl in impls:
@@ -152,5 +132,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
                 compiled=options.compiled,
                 channels_last=options.channels_last,
             )
-            cells.extend(candidates(cell) if options.best else [cell])
+            if reason := frameworks.get(framework).unsupported(cell):
+                raise SweepError(reason)
+            cells.extend(candidates(cell, options.native_bf16) if options.best else [cell])
     return list(dict.fromkeys(cells))  # --best with both formulations asked for would repeat cells

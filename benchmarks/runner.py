@@ -1,56 +1,68 @@
-"""The parent of a sweep: one worker process per cell, each row saved the moment it finishes.
+"""The parent of every job: one worker process per job, each row saved the moment it finishes.
 
-The parent never imports a framework. It launches ``benchmarks.worker`` (under torchrun for
-PyTorch data-parallel cells), reads its one ``RESULT`` line, and turns anything else (a crash,
-a kill, a timeout) into a failed row with its reason, so the sweep goes on.
+The parent never imports a framework. It launches ``benchmarks.worker`` the way the job's
+framework says (torchrun for PyTorch data-parallel cells), reads its one ``RESULT`` line, and
+turns anything else (a crash, a kill, a timeout) into a failed row with its reason, so the sweep
+goes on. The same loop runs throughput cells (``bench.py run``) and training runs (``bench.py
+train``); ``run_selfcheck`` runs the harness-overhead check, which writes no row.
+
+Workers never outlive the parent: each asks the kernel to kill it when its parent dies, and an
+interrupted parent (Ctrl-C, SIGTERM) kills the worker's whole process group before it exits.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-from benchmarks.cell import CellConfig, keras_backend
-from benchmarks.environment import ROOT
-from benchmarks.results import append_row
+from benchmarks import frameworks
+from benchmarks.cell import CellConfig
+from benchmarks.measure.environment import ROOT
+from benchmarks.results import Job, ResultRow, append_row, new_run_id
 from benchmarks.worker import RESULT_PREFIX
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def worker_command(config: CellConfig, memory_limit_bytes: int | None = None) -> list[str]:
-    command = [sys.executable]
-    if config.framework == "torch" and config.parallel == "data":
-        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.devices}"]
-    command += ["-m", "benchmarks.worker", "--config", config.to_json()]
+
+class WorkerJob(Job, Protocol):
+    """A job a worker process runs: it names its framework and how the worker reads it."""
+
+    framework: str
+    worker_flag: str  # "--config" (a throughput cell) or "--train" (an accuracy run)
+
+    def to_json(self) -> str: ...
+
+
+def worker_command(job: WorkerJob, memory_limit_bytes: int | None = None, *extra: str) -> list[str]:
+    launcher = frameworks.get(job.framework).launcher(job)
+    command = [sys.executable, *launcher, job.worker_flag, job.to_json(), *extra]
     if memory_limit_bytes:
         command += ["--memory-limit-bytes", str(memory_limit_bytes)]
     return command
 
 
-def worker_environment(config: CellConfig | None = None) -> dict[str, str]:
-    """The environment of a worker process; ``config`` tunes threads for multi-process cells."""
+def worker_environment(job: WorkerJob | None = None) -> dict[str, str]:
+    """The environment of a worker process: the parent's, plus what the job's framework needs."""
     env = dict(os.environ)
     env.update(
         {
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA's device numbers then match NVML's
-            # Keras picks its backend once, at import: each worker gets its cell's.
-            "KERAS_BACKEND": (config and keras_backend(config.framework)) or env.get("KERAS_BACKEND", "tensorflow"),
+            "KERAS_BACKEND": env.get("KERAS_BACKEND", "tensorflow"),
             "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         }
     )
-    if config and config.framework == "torch" and config.parallel == "data" and not config.gpus:
-        # Several processes share the CPU: give each its share of the cores, not all of them.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // config.devices)))
+    if job is not None:
+        env.update(frameworks.get(job.framework).worker_environment(job))
     return env
 
 
@@ -63,13 +75,22 @@ def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
     return "crashed", f"worker exited with code {returncode} without a result: {tail or 'no output'}"
 
 
-def run_worker(config: CellConfig, timeout_s: float, memory_limit_bytes: int | None = None) -> dict:
-    """Run one cell; returns {'status', 'metrics'?, 'error'?} whatever happens to the worker."""
-    return run_process(worker_command(config, memory_limit_bytes), worker_environment(config), timeout_s)
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere nothing).
+
+    Runs in the child between fork and exec. If the parent is already gone, exit at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def run_process(command: list[str], env: dict[str, str], timeout_s: float) -> dict:
     """Run a worker command and read its RESULT line; a worker without one becomes a failure."""
+    parent = os.getpid()
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -78,6 +99,7 @@ def run_process(command: list[str], env: dict[str, str], timeout_s: float) -> di
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: a timeout or Ctrl-C kills torchrun's children too
+        preexec_fn=lambda: die_with_parent(parent),
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
@@ -102,46 +124,35 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def make_row(config: CellConfig, result: dict, machine: dict, run_id: str, started: float) -> dict:
-    metrics = result.get("metrics")
-    framework_env = metrics.pop("environment", None) if metrics else None
-    return {
-        "key": config.key(),
-        "run_id": run_id,
-        "cell": asdict(config),
-        "device_setup": config.device_setup,
-        "devices": config.devices,
-        "parallel": config.parallel,
-        "simulated": config.simulate_devices >= 2,
-        "status": result["status"],
-        "error": result.get("error"),
-        "traceback": result.get("traceback"),
-        "metrics": metrics,
-        "environment": {**machine, "framework": framework_env},
-        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "wall_s": time.time() - started,
-    }
+def run_worker(job: WorkerJob, timeout_s: float, memory_limit_bytes: int | None = None) -> dict:
+    """Run one job; returns {'status', 'metrics'?, 'error'?} whatever happens to the worker."""
+    return run_process(worker_command(job, memory_limit_bytes), worker_environment(job), timeout_s)
 
 
 def run_sweep(
-    cells: list[CellConfig],
+    jobs: Sequence[WorkerJob],
     results_path: Path,
     machine: dict,
     *,
     timeout_s: float,
     memory_limit_bytes: int | None = None,
-    on_start: Callable[[int, CellConfig], None] = lambda index, config: None,
-    on_row: Callable[[dict], None] = lambda row: None,
-) -> list[dict]:
-    """Run every cell in order, appending each row to ``results_path`` as soon as it exists."""
-    run_id = uuid.uuid4().hex[:12]
+    on_start: Callable[[int, WorkerJob], None] = lambda index, job: None,
+    on_row: Callable[[ResultRow], None] = lambda row: None,
+) -> list[ResultRow]:
+    """Run every job in order, appending each row to ``results_path`` as soon as it exists."""
+    run_id = new_run_id()
     rows = []
-    for index, config in enumerate(cells):
-        on_start(index, config)
+    for index, job in enumerate(jobs):
+        on_start(index, job)
         started = time.time()
-        result = run_worker(config, timeout_s, memory_limit_bytes)
-        row = make_row(config, result, machine, run_id, started)
+        result = run_worker(job, timeout_s, memory_limit_bytes)
+        row = ResultRow.from_result(job, result, machine, run_id, started)
         append_row(results_path, row)
         rows.append(row)
         on_row(row)
     return rows
+
+
+def run_selfcheck(cell: CellConfig, timeout_s: float = 1800) -> dict:
+    """The harness-overhead check of one cell (``benchmarks.measure.selfcheck``), in its own worker."""
+    return run_process(worker_command(cell, None, "--selfcheck"), worker_environment(cell), timeout_s)

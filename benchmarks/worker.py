@@ -14,9 +14,10 @@ import sys
 import time
 import traceback
 
-from benchmarks.cell import OTHER_BACKENDS, CellConfig, PreparedCell
-from benchmarks.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
-from benchmarks.timing import summarize, time_steps
+from benchmarks import frameworks
+from benchmarks.cell import CellConfig, PreparedCell
+from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
+from benchmarks.measure.timing import summarize, time_steps
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
@@ -25,19 +26,8 @@ OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory
 
 
 def prepare(config: CellConfig) -> PreparedCell:
-    if config.framework == "torch":
-        from benchmarks.torch_cell import prepare_torch
-
-        return prepare_torch(config)
-    if config.framework == "keras":
-        from benchmarks.keras_cell import prepare_keras
-
-        return prepare_keras(config)
-    if config.framework in OTHER_BACKENDS:
-        from benchmarks.keras_backend_cell import prepare_keras_backend
-
-        return prepare_keras_backend(config)
-    raise ValueError(f"unknown framework {config.framework!r}")
+    """The framework's prepared cell: model, data and step on the cell's devices."""
+    return frameworks.get(config.framework).prepare(config)
 
 
 def measure(config: CellConfig) -> tuple[dict, bool]:
@@ -100,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     job = parser.add_mutually_exclusive_group(required=True)
     job.add_argument("--config", help="a throughput cell as JSON (see benchmarks.cell.CellConfig)")
-    job.add_argument("--train", help="an accuracy run as JSON (see benchmarks.training.TrainConfig)")
+    job.add_argument("--train", help="an accuracy run as JSON (see benchmarks.accuracy.training.TrainConfig)")
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
     parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
@@ -108,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         apply_memory_limit(args.memory_limit_bytes)
         if args.train:
-            from benchmarks.accuracy import train
-            from benchmarks.training import TrainConfig
+            from benchmarks.accuracy.job import train
+            from benchmarks.accuracy.training import TrainConfig
 
             figures = train(TrainConfig.from_dict(json.loads(args.train)))
         elif args.selfcheck:
-            from benchmarks.selfcheck import measure_overhead
+            from benchmarks.measure.selfcheck import measure_overhead
 
             figures = measure_overhead(CellConfig.from_dict(json.loads(args.config)))
         else:

@@ -6,7 +6,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+from benchmarks import frameworks
 from reports.ceilings import device_ceiling, per_device_gflops
 from reports.tables import ReportTable, display_names, throughput_rows
 
@@ -34,7 +34,7 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         where = dict(zip(GROUP, key, strict=True))
         framework, variant = where["framework"], where["variant"]
-        default_impl = DEFAULT_SPLIT_IMPL.get(framework) if "split" in variant else group["split_impl"].iloc[0]
+        default_impl = frameworks.default_split_impl(framework, variant)
         base = ok[(ok["fast_path"] == "fp32") & (ok["split_impl"] == default_impl)]
         base_rate = float(base["images_per_s"].median()) if not base.empty else float("nan")
         configs = pd.Series([_config(row) for _, row in ok.iterrows()], index=ok.index, dtype=object)

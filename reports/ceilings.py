@@ -1,6 +1,6 @@
 """The device's ceiling: the best dense-matmul rate any framework measured on the same device kind.
 
-Every cell measures a large matmul in its own framework and precision (``benchmarks.ceiling``).
+Every cell measures a large matmul in its own framework and precision (``benchmarks.measure.ceiling``).
 Frameworks reach different fractions of the hardware with their own matmul (on a 2-core CPU
 TensorFlow's can be twice PyTorch's), so a framework's own figure flatters the slower one. The
 limit a network is held to is the device's: the highest rate measured on it by either framework,

@@ -17,11 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.cell import fast_path_label
-from benchmarks.environment import machine_id
-from benchmarks.results import ResultsFileError, read_results
+from benchmarks.measure.environment import machine_id
+from benchmarks.results import ResultRow, ResultsFileError, RowError, read_results
 
-REQUIRED_ROW_FIELDS = ("key", "run_id", "cell", "status", "device_setup", "environment")
-REQUIRED_CELL_FIELDS = ("framework", "variant", "mode", "batch_size")
 # Columns whose values are lists or dicts (per-step samples, accuracy curve): JSON text in CSV/Parquet.
 NESTED_COLUMNS = ("step_times_s", "curve")
 MIB = 2**20
@@ -57,9 +55,7 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
             except ResultsFileError as error:  # another schema version: refused, said as a load error
                 raise ResultsLoadError(str(error)) from None
             warnings += loaded.warnings
-            records += [
-                row_record(row, str(path), line) for row, line in zip(loaded.rows, _row_lines(path), strict=True)
-            ]
+            records += [row_record(row, str(path)) for row in newest_per_key(loaded.rows)]
     frame = finish_frame(records)
     environments = environment_frame(frame)
     if len(environments) > 1:
@@ -75,38 +71,15 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
     return LoadedFrame(frame, warnings, environments)
 
 
-def frame_from_rows(rows: list[dict], source: str = "") -> pd.DataFrame:
-    """The tidy frame of rows already read (``bench.py run``'s summary uses it)."""
-    return finish_frame([row_record(row, source, index) for index, row in enumerate(rows, start=1)])
+def frame_from_rows(rows: list[ResultRow | dict], source: str = "") -> pd.DataFrame:
+    """The tidy frame of rows already read, or of rows in their JSON form (``bench.py run``'s summary)."""
+    typed = [row if isinstance(row, ResultRow) else ResultRow.from_dict(row, line) for line, row in enumerate(rows, 1)]
+    return finish_frame([row_record(row, source) for row in typed])
 
 
-def _row_lines(path: Path) -> list[int]:
-    """Line numbers of the rows ``read_results`` returns (it skips blank and torn lines)."""
-    numbers = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        numbers.append(number)
-    return numbers
-
-
-def _check_row(row: dict, where: str) -> None:
-    missing = [name for name in REQUIRED_ROW_FIELDS if name not in row]
-    cell = row.get("cell")
-    if isinstance(cell, dict):
-        missing += [f"cell.{name}" for name in REQUIRED_CELL_FIELDS if name not in cell]
-    elif "cell" in row:
-        missing.append("cell (not an object)")
-    if row.get("status") == "ok" and not isinstance(row.get("metrics"), dict):
-        missing.append("metrics (a row with status ok must have its figures)")
-    if missing:
-        raise ResultsLoadError(
-            f"{where}: row is missing required field(s): {', '.join(missing)}; it cannot be reported"
-        )
+def newest_per_key(rows: list[ResultRow]) -> list[ResultRow]:
+    """A job run again (a ``--resume`` retry, a rerun) supersedes its older rows: it is not a repeat."""
+    return list({row.key: row for row in rows}.values())
 
 
 def _number(value: object) -> float:
@@ -116,6 +89,15 @@ def _number(value: object) -> float:
     return float(value)
 
 
+def _whole(value: object) -> int:
+    """A count as int; anything absent or not a whole number is 0 (the field's default)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _sum_or_nan(values: list) -> float:
     numbers = [_number(v) for v in values]
     numbers = [n for n in numbers if not math.isnan(n)]
@@ -123,9 +105,9 @@ def _sum_or_nan(values: list) -> float:
 
 
 def _memory_columns(memory: dict) -> dict:
-    nvml = memory.get("nvml") or {}
-    devices = nvml.get("devices") or []
-    framework = memory.get("framework") or {}
+    nvml = _dict(memory.get("nvml"))
+    devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict)]
+    framework = _dict(memory.get("framework"))
     # PyTorch reports max_allocated_bytes per device, TensorFlow peak_bytes: summed over devices.
     framework_peak = framework.get("max_allocated_bytes") or framework.get("peak_bytes") or []
     return {
@@ -145,77 +127,91 @@ def variant_parts(variant: str) -> tuple[str, str]:
     return "other", variant
 
 
-def row_record(row: dict, source: str, line: int) -> dict:
+def row_record(row: ResultRow, source: str) -> dict:
     """One results row as a flat record; figures of a failed cell are NaN."""
-    _check_row(row, f"{source or 'results'} line {line}")
-    cell, environment = row["cell"], row.get("environment") or {}
-    ok = row["status"] == "ok"
-    metrics = (row.get("metrics") or {}) if ok else {}
-    framework_env = environment.get("framework") or {}
-    git = environment.get("git") or {}
-    dataset, layout = variant_parts(cell["variant"])
-    record = {
+    metrics = (row.metrics or {}) if row.ok else {}
+    return {
         "source": source,
-        "line": line,
+        "line": row.line,
         "source_kind": "results",
-        "run_id": row["run_id"],
-        "key": row["key"],
+        "run_id": row.run_id,
+        "key": row.key,
+        **_cell_columns(row.cell),
+        "device_setup": row.device_setup,
+        "devices": row.devices,
+        "parallel": row.parallel,
+        "simulated": bool(row.simulated),
+        "status": row.status,
+        "error": row.error,
+        **_timing_columns(metrics, row.ok),
+        **_memory_columns(_dict(metrics.get("memory"))),
+        **_accuracy_columns(row.cell, metrics),
+        **_environment_columns(row.environment),
+        "started_at": row.started_at,
+    }
+
+
+def _cell_columns(cell: dict) -> dict:
+    dataset, layout = variant_parts(cell["variant"])
+    precision = cell.get("precision", "fp32")
+    return {
         "framework": cell["framework"],
         "variant": cell["variant"],
         "dataset": dataset,
         "layout": layout,
         "split_impl": cell.get("split_impl", "grouped"),
-        "fast_path": fast_path_label(
-            cell.get("precision", "fp32"), cell.get("compiled", False), cell.get("channels_last", False)
-        ),
-        "precision": cell.get("precision", "fp32"),
+        "fast_path": fast_path_label(precision, cell.get("compiled", False), cell.get("channels_last", False)),
+        "precision": precision,
         "mode": cell["mode"],
-        "batch_size": int(cell["batch_size"]),
-        "repeat": int(cell.get("repeat", 0)),
+        "batch_size": cell["batch_size"],
+        "repeat": _whole(cell.get("repeat")),
         "seed": cell.get("seed"),
-        "gpus": int(cell.get("gpus", 0)),
-        "simulate_devices": int(cell.get("simulate_devices", 0)),
-        "device_setup": row["device_setup"],
-        "devices": int(row.get("devices", 1)),
-        "parallel": row.get("parallel", "none"),
-        "simulated": bool(row.get("simulated", False)),
-        "status": row["status"],
-        "error": row.get("error"),
-        "images_per_s": _number(metrics.get("images_per_s")),
-        "images_per_s_q25": _number(metrics.get("images_per_s_q25")),
-        "images_per_s_q75": _number(metrics.get("images_per_s_q75")),
-        "median_step_s": _number(metrics.get("median_step_s")),
-        "iqr_step_s": _number(metrics.get("iqr_step_s")),
-        "first_step_s": _number(metrics.get("first_step_s")),
-        "build_s": _number(metrics.get("build_s")),
+        "gpus": _whole(cell.get("gpus")),
+        "simulate_devices": _whole(cell.get("simulate_devices")),
+    }
+
+
+def _timing_columns(metrics: dict, ok: bool) -> dict:
+    steps = metrics.get("step_times_s")
+    return {
+        **{name: _number(metrics.get(name)) for name in _TIMING},
         "steps_timed": _number(metrics.get("steps")),
-        "step_times_s": [float(t) for t in metrics.get("step_times_s") or []] if ok else None,
-        **_memory_columns(metrics.get("memory") or {}),
+        "step_times_s": [_number(t) for t in steps] if ok and isinstance(steps, list) else None,
         "flops_per_image": _number(metrics.get("flops_per_image")),
         "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
-        # Accuracy rows (mode "accuracy"): whatever of these the row has.
+    }
+
+
+_TIMING = ("images_per_s", "images_per_s_q25", "images_per_s_q75", "median_step_s", "iqr_step_s", "first_step_s",
+           "build_s")  # fmt: skip
+_ACCURACY = ("top1", "top5", "test_loss", "target_top1", "time_to_target_s", "train_seconds", "train_images_per_s")
+
+
+def _accuracy_columns(cell: dict, metrics: dict) -> dict:
+    """Accuracy rows (mode "accuracy"): whatever of these the row has."""
+    curve = metrics.get("curve")
+    return {
         "train_dataset": cell.get("dataset"),
         "epochs": _number(cell.get("epochs")),
-        "top1": _number(metrics.get("top1")),
-        "top5": _number(metrics.get("top5")),
-        "test_loss": _number(metrics.get("test_loss")),
-        "target_top1": _number(metrics.get("target_top1")),
-        "time_to_target_s": _number(metrics.get("time_to_target_s")),
-        "train_seconds": _number(metrics.get("train_seconds")),
-        "train_images_per_s": _number(metrics.get("train_images_per_s")),
-        "curve": metrics.get("curve") if isinstance(metrics.get("curve"), list) else None,
+        **{name: _number(metrics.get(name)) for name in _ACCURACY},
+        "curve": curve if isinstance(curve, list) else None,
+    }
+
+
+def _environment_columns(environment: dict) -> dict:
+    git = _dict(environment.get("git"))
+    gpus = environment.get("gpus") if isinstance(environment.get("gpus"), list) else []
+    return {
         "machine_id": machine_id(environment),
         "hostname": environment.get("hostname"),
         "cpu_model": environment.get("cpu_model"),
-        "gpu_names": ", ".join(environment.get("gpus") or []) or "none",
-        "framework_version": framework_summary(framework_env),
+        "gpu_names": ", ".join(map(str, gpus)) or "none",
+        "framework_version": framework_summary(_dict(environment.get("framework"))),
         "commit": git.get("commit"),
         "dirty": git.get("dirty"),
-        "started_at": row.get("started_at"),
         "environment_detail": environment,
     }
-    return record
 
 
 def framework_summary(framework_env: dict) -> str | None:
@@ -260,34 +256,40 @@ def pytest_benchmark_records(path: Path) -> list[dict]:
     records = []
     for index, bench in enumerate(data["benchmarks"], start=1):
         where = f"{path} benchmark {index}"
+        if not isinstance(bench, dict):
+            raise ResultsLoadError(f"{where}: not an object; not pytest-benchmark output")
         stats = bench.get("stats")
         if not isinstance(stats, dict) or "median" not in stats:
             raise ResultsLoadError(f"{where} ({bench.get('name')!r}): no stats.median; not pytest-benchmark output")
         info = {**(bench.get("params") or {}), **(bench.get("extra_info") or {})}
         batch = info.get("batch_size", info.get("batch"))
         batch = int(batch) if isinstance(batch, (int, float)) else None
-        gpus = int(info.get("gpus", 0) or 0)
-        row = {
-            "key": bench.get("fullname") or bench.get("name"),
-            "run_id": data.get("datetime") or path.stem,
-            "cell": {
-                "framework": info.get("framework", "unknown"),
-                "variant": info.get("variant", bench.get("group") or bench.get("name")),
-                "mode": info.get("mode", "unknown"),
-                "batch_size": batch or 0,
-                "split_impl": info.get("split_impl", "grouped"),
-                "gpus": gpus,
-            },
-            "status": "ok",
-            "device_setup": info.get("device_setup") or (f"{gpus} gpu" if gpus else "cpu"),
-            "devices": int(info.get("devices", max(gpus, 1))),
-            "parallel": info.get("parallel", "none"),
-            "simulated": bool(info.get("simulated", False)),
-            "environment": environment,
-            "started_at": data.get("datetime"),
-            "metrics": _pytest_benchmark_metrics(stats, batch, info),
-        }
-        record = row_record(row, str(path), index)
+        gpus = _whole(info.get("gpus"))
+        try:
+            row = ResultRow(
+                key=str(bench.get("fullname") or bench.get("name")),
+                run_id=str(data.get("datetime") or path.stem),
+                cell={
+                    "framework": str(info.get("framework", "unknown")),
+                    "variant": str(info.get("variant", bench.get("group") or bench.get("name"))),
+                    "mode": str(info.get("mode", "unknown")),
+                    "batch_size": batch or 0,
+                    "split_impl": info.get("split_impl", "grouped"),
+                    "gpus": gpus,
+                },
+                status="ok",
+                device_setup=str(info.get("device_setup") or (f"{gpus} gpu" if gpus else "cpu")),
+                devices=int(info.get("devices", max(gpus, 1))),
+                parallel=str(info.get("parallel", "none")),
+                simulated=bool(info.get("simulated", False)),
+                environment=environment,
+                started_at=data.get("datetime"),
+                metrics=_pytest_benchmark_metrics(stats, batch, info),
+                line=index,
+            )
+        except (RowError, TypeError, ValueError) as error:
+            raise ResultsLoadError(f"{where}: {error}") from None
+        record = row_record(row, str(path))
         record.update(source_kind="pytest-benchmark", benchmark_name=bench.get("name"))
         records.append(record)
     return records

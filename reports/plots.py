@@ -19,10 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from reports.tables import FRAMEWORK_NAMES  # noqa: E402
-
-COLORS = {"torch": "#d62728", "keras": "#1f77b4", "keras-jax": "#2ca02c", "keras-torch": "#9467bd"}
-MARKERS = {"torch": "o", "keras": "s", "keras-jax": "^", "keras-torch": "D"}
+from benchmarks import frameworks  # noqa: E402
 
 
 @dataclass
@@ -67,13 +64,13 @@ def throughput_bars(summary: pd.DataFrame) -> bytes | None:
     for axes, (mode, setup) in zip(_panels(figure, len(panels)), panels.itertuples(index=False), strict=True):
         part = cells[(cells["mode"] == mode) & (cells["device_setup"] == setup)]
         configs = part[["variant", "batch_size"]].drop_duplicates().sort_values(["variant", "batch_size"])
-        frameworks = sorted(part["framework"].unique())
-        width = 0.8 / len(frameworks)
-        for offset, framework in enumerate(frameworks):
+        names = sorted(part["framework"].unique())
+        width = 0.8 / len(names)
+        for offset, framework in enumerate(names):
             rows = configs.merge(part[part["framework"] == framework], on=["variant", "batch_size"], how="left")
             heights = rows["images_per_s"].to_numpy(float)
             errors = np.vstack([heights - rows["images_per_s_q25"], rows["images_per_s_q75"] - heights])
-            positions = np.arange(len(configs)) + (offset - (len(frameworks) - 1) / 2) * width
+            positions = np.arange(len(configs)) + (offset - (len(names) - 1) / 2) * width
             drawn = np.isfinite(heights)
             axes.bar(
                 positions[drawn],
@@ -81,8 +78,8 @@ def throughput_bars(summary: pd.DataFrame) -> bytes | None:
                 width,
                 yerr=errors[:, drawn],
                 capsize=3,
-                label=FRAMEWORK_NAMES.get(framework, framework),
-                color=COLORS.get(framework),
+                label=frameworks.label(framework),
+                color=frameworks.colour(framework),
             )
             for position, status in zip(positions[~drawn], rows["status"].fillna("missing")[~drawn], strict=True):
                 axes.text(position, 0, f" {status}", rotation=90, ha="center", va="bottom", fontsize=8, color="#b00")
@@ -111,9 +108,9 @@ def _lines_by_batch(summary: pd.DataFrame, value: str, ylabel: str, title: str) 
             axes.plot(
                 line["batch_size"],
                 line[value],
-                marker=MARKERS.get(framework, "o"),
+                marker=frameworks.marker(framework),
                 linestyle="-" if "split" in variant else "--",
-                label=f"{FRAMEWORK_NAMES.get(framework, framework)} {variant} ({setup})",
+                label=f"{frameworks.label(framework)} {variant} ({setup})",
             )
         axes.set_xscale("log", base=2)
         batches = sorted(cells["batch_size"].unique())
@@ -151,21 +148,21 @@ def scaling_plot(scaling: pd.DataFrame) -> bytes | None:
     for axes, setup in zip(_panels(figure, len(setups)), setups, strict=True):
         part = rows[rows["devices"] == setup]
         configs = part[["variant", "mode", "batch"]].drop_duplicates().sort_values(["variant", "mode", "batch"])
-        frameworks = sorted(part["framework"].unique())
-        width = 0.8 / len(frameworks)
+        names = sorted(part["framework"].unique())
+        width = 0.8 / len(names)
         simulated = "simulated" in str(setup)
-        for offset, framework in enumerate(frameworks):
+        for offset, framework in enumerate(names):
             line = configs.merge(part[part["framework"] == framework], on=["variant", "mode", "batch"], how="left")
             heights = line["speedup"].to_numpy(float)
-            positions = np.arange(len(configs)) + (offset - (len(frameworks) - 1) / 2) * width
+            positions = np.arange(len(configs)) + (offset - (len(names) - 1) / 2) * width
             drawn = np.isfinite(heights)
             axes.bar(
                 positions[drawn],
                 heights[drawn],
                 width,
-                color=COLORS.get(framework),
+                color=frameworks.colour(framework),
                 hatch="//" if simulated else None,
-                label=FRAMEWORK_NAMES.get(framework, framework),
+                label=frameworks.label(framework),
             )
             for position, note in zip(positions[~drawn], line["note"].fillna("missing")[~drawn], strict=True):
                 axes.text(position, 0, f" {note}", rotation=90, ha="center", va="bottom", fontsize=7, color="#b00")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmarks.cell import OTHER_BACKENDS, RUN_FRAMEWORKS
+from benchmarks import frameworks
 from implementations.spec import SpecError, infer
 from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
 from reports.ceilings import device_ceiling, per_device_gflops
@@ -28,7 +28,6 @@ from reports.parity_table import variants_frame
 
 THROUGHPUT_MODES = ("train", "infer")
 CELL_KEYS = ["environment", "framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
-FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch", "keras-jax": "Keras on JAX", "keras-torch": "Keras on torch"}
 BOOTSTRAP_RESAMPLES = 2000
 RATIO_NOTE = (
     "ratio: median images/s of the second over the first; 95% interval by percentile bootstrap of the "
@@ -266,11 +265,17 @@ def cells_table(summary: pd.DataFrame) -> ReportTable:
 
 
 FRAMEWORK_KEYS = ["environment", "variant", "mode", "batch_size", "device_setup"]
+_PAIR = frameworks.default_names()  # the pair every table compares: native PyTorch, Keras on TensorFlow
+
+
+def _pair_labels() -> tuple[str, str]:
+    first, second = _PAIR
+    return frameworks.label(first), frameworks.label(second)
 
 
 def framework_table(summary: pd.DataFrame) -> ReportTable:
     """Keras against PyTorch per variant, mode, batch size and device setup: images/s and the ratio."""
-    table = contrast(summary, "framework", "torch", "keras", FRAMEWORK_KEYS, ("PyTorch", "Keras"), show_impl=True)
+    table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), show_impl=True)
     notes = [
         RATIO_NOTE,
         "split variants: each framework's faster formulation, named under impl (see the formulation table).",
@@ -280,10 +285,11 @@ def framework_table(summary: pd.DataFrame) -> ReportTable:
 
 def backends_table(summary: pd.DataFrame) -> ReportTable | None:
     """Native PyTorch and the one Keras model on each backend side by side; None without a Keras-on-JAX/torch cell."""
-    if summary.empty or not summary["framework"].isin(OTHER_BACKENDS).any():
+    if summary.empty or summary["framework"].isin(_PAIR).all():
         return None
     ok = summary[(summary["status"] == "ok") & (summary["fast_path"] == "fp32")]
-    order = [f for f in RUN_FRAMEWORKS if f in set(ok["framework"])]
+    present = list(dict.fromkeys(ok["framework"]))
+    order = [f for f in frameworks.names() if f in present] + [f for f in present if f not in frameworks.names()]
     lines = []
     for key, group in ok.groupby(FRAMEWORK_KEYS, sort=False):
         line = dict(zip(FRAMEWORK_KEYS, key, strict=True))
@@ -291,11 +297,11 @@ def backends_table(summary: pd.DataFrame) -> ReportTable | None:
             cells = group[group["framework"] == framework]
             fastest = cells.loc[cells["images_per_s"].idxmax()] if not cells.empty else None
             impl = f" ({fastest['split_impl']})" if fastest is not None and fastest["layout"] == "split" else ""
-            line[f"{FRAMEWORK_NAMES[framework]} img/s"] = (
+            line[f"{frameworks.label(framework)} img/s"] = (
                 f"{fastest['images_per_s']:,.1f}{impl}" if fastest is not None else None
             )
         rates = group.groupby("framework")["images_per_s"].max()
-        line["fastest"] = FRAMEWORK_NAMES.get(rates.idxmax(), rates.idxmax())
+        line["fastest"] = frameworks.label(rates.idxmax())
         lines.append(line)
     notes = [
         "the same Keras model on each Keras 3 backend (TensorFlow, JAX jit-compiled, torch eager) and the native "
@@ -306,7 +312,7 @@ def backends_table(summary: pd.DataFrame) -> ReportTable | None:
 
 def memory_table(summary: pd.DataFrame) -> ReportTable:
     """Keras against PyTorch memory: peak RSS (CPU); NVML device peak and allocator peak (GPU) where measured."""
-    table = contrast(summary, "framework", "torch", "keras", FRAMEWORK_KEYS, ("PyTorch", "Keras"), memory=True)
+    table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), memory=True)
     if not table.empty:
         table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith((" MiB", " status"))]]]
     notes = [
@@ -496,7 +502,7 @@ def accuracy_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch curves of accuracy runs in long form: run, epoch and the curve's figures."""
     lines = []
     for _, run in runs.iterrows():
-        label = f"{FRAMEWORK_NAMES.get(run['framework'], run['framework'])} {run['variant']}"
+        label = f"{frameworks.label(run['framework'])} {run['variant']}"
         if run["environment"] != runs["environment"].iloc[0]:
             label += f" [{run['environment']}]"
         for point in run["curve"] if isinstance(run["curve"], list) else []:

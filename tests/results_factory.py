@@ -1,7 +1,8 @@
 """Realistic results rows and files for report tests, without running a framework.
 
-Rows are made by the runner's own ``make_row`` (and ``make_accuracy_row`` for accuracy runs)
-from a ``CellConfig``, with figures computed by the worker's ``summarize`` from per-step times
+Rows are made by the suite's own ``ResultRow.from_result`` from a ``CellConfig`` (or a
+``TrainConfig`` for accuracy runs), in their JSON form so tests can break them, with figures
+computed by the worker's ``summarize`` from per-step times
 drawn with a seeded RNG, so they have exactly the layout ``bench.py run`` writes.
 """
 
@@ -12,17 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.accuracy import make_accuracy_row
+from benchmarks.accuracy.training import TrainConfig
 from benchmarks.cell import CellConfig
-from benchmarks.results import append_row
-from benchmarks.runner import make_row
-from benchmarks.timing import summarize
-from benchmarks.training import TrainConfig
+from benchmarks.measure.timing import summarize
+from benchmarks.results import ResultRow
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
 STARTED = 1_790_000_000.0  # a fixed start time: rows are reproducible
-# Images/s loosely after DESIGN.md section 3 (2-core CPU, batch 32).
+# Images/s loosely after 2-core CPU measurements at batch 32.
 RATES = {
     ("torch", "imagenet-single", "infer"): 97.0,
     ("torch", "imagenet-single", "train"): 31.0,
@@ -37,7 +36,7 @@ DEFAULT_RATE = 60.0
 
 
 def machine(hostname: str = "bench-a", cpu: str = "AMD EPYC 7B13", gpus: tuple[str, ...] = ()) -> dict:
-    """What ``benchmarks.environment.machine_environment`` returns, for a made-up machine."""
+    """What ``benchmarks.measure.environment.machine_environment`` returns, for a made-up machine."""
     return {
         "hostname": hostname,
         "platform": "Linux-6.1-x86_64-with-glibc2.36",
@@ -106,17 +105,20 @@ def metrics(
     return figures
 
 
+def make_row(config: CellConfig | TrainConfig, result: dict, host: dict, run_id: str) -> dict:
+    """The JSON form of the row the runner writes for ``result``."""
+    return ResultRow.from_result(config, result, host, run_id, STARTED).to_dict()
+
+
 def ok_row(config: CellConfig, times: list[float], host: dict | None = None, run_id: str = "run-a", **extra) -> dict:
     """A successful row as the runner writes it."""
-    return make_row(
-        config, {"status": "ok", "metrics": metrics(config, times, **extra)}, host or machine(), run_id, STARTED
-    )
+    return make_row(config, {"status": "ok", "metrics": metrics(config, times, **extra)}, host or machine(), run_id)
 
 
 def failed_row(config: CellConfig, status: str = "oom", host: dict | None = None, run_id: str = "run-a") -> dict:
     """A failed row: status and error, no figures."""
     result = {"status": status, "error": "RuntimeError: CUDA out of memory", "traceback": "Traceback ..."}
-    return make_row(config, result, host or machine(), run_id, STARTED)
+    return make_row(config, result, host or machine(), run_id)
 
 
 def rate(config: CellConfig) -> float:
@@ -181,13 +183,14 @@ def accuracy_row(framework: str, top1: list[float], host: dict | None = None, **
         "step_losses": [2.0, 1.5],
         "environment": {"framework": framework},
     }
-    return make_accuracy_row(config, {"status": "ok", "metrics": figures}, host or machine(), "acc-run", STARTED)
+    return make_row(config, {"status": "ok", "metrics": figures}, host or machine(), "acc-run")
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
-    """A results file exactly as the runner appends it (schema version added per row)."""
-    for row in rows:
-        append_row(path, json.loads(json.dumps(row)))
+    """A results file as the runner appends it: one JSON object per line (rows may have been broken on purpose)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
     return path
 
 

@@ -64,12 +64,14 @@ def test_a_cell_line_shows_its_fast_path_literally():
     from rich.console import Console
 
     from benchmarks.cell import CellConfig
+    from benchmarks.results import ResultRow
+    from reports.console import cell_line
     from tests.results_factory import failed_row, ok_row
 
     cell = CellConfig("torch", "cifar100-split", "train", 16, compiled=True)
     console = Console(record=True, width=200)
-    console.print(bench._row_line(ok_row(cell, [0.5, 0.5])))
-    console.print(bench._row_line({**failed_row(cell), "error": "bad [bold]input[/]"}))
+    console.print(cell_line(ResultRow.from_dict(ok_row(cell, [0.5, 0.5]))))
+    console.print(cell_line(ResultRow.from_dict({**failed_row(cell), "error": "bad [bold]input[/]"})))
     text = console.export_text()
     assert "cifar100-split/grouped [compiled] train" in text  # not swallowed as a style tag
     assert "bad [bold]input[/]" in text

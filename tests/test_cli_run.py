@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.cell import CellConfig
+from tests.results_factory import ok_row
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,7 +89,8 @@ def test_a_small_sweep_prints_the_table_writes_rows_and_resumes(tmp_path):
 
 def test_ctrl_c_keeps_every_finished_row_and_exits_130(tmp_path):
     path = tmp_path / "r.jsonl"
-    finished = json.dumps({"schema_version": 1, "key": "earlier", "status": "ok"}) + "\n"
+    earlier = ok_row(CellConfig("torch", "cifar100-single", "infer", 2), [0.1, 0.1])
+    finished = json.dumps(earlier) + "\n"
     path.write_text(finished)
     process = subprocess.Popen(
         [

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import datasets
-from benchmarks.datasets import (
+from benchmarks.accuracy import datasets
+from benchmarks.accuracy.datasets import (
     Dataset,
     DatasetError,
     channel_mean,
@@ -449,7 +449,7 @@ def test_the_dataset_contract_is_enforced():
 
 def test_the_loader_imports_no_framework():
     code = (
-        "import sys, benchmarks.datasets;"
+        "import sys, benchmarks.accuracy.datasets;"
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

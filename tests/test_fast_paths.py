@@ -1,16 +1,26 @@
 """Fast paths: which candidates --best tries, that each runs for real, and the ceiling beside it."""
 
+from dataclasses import replace
+
 import pytest
 
 from benchmarks import runner
 from benchmarks.cell import CellConfig
-from benchmarks.fast_paths import candidates, describe, native_bf16
+from benchmarks.fast_paths import candidates
+from benchmarks.host import native_bf16
 from benchmarks.matrix import SweepError, SweepOptions, plan
+from implementations.variants import get_variant
+
+
+def describe(cell: CellConfig) -> str:
+    """How a candidate differs from the plain model: its formulation (split variants) and fast paths."""
+    impl = cell.split_impl if get_variant(cell.variant).is_split else ""
+    return "+".join(filter(None, [impl, cell.fast_paths()]))
 
 
 def test_torch_split_candidates_change_one_thing_each():
     base = CellConfig("torch", "cifar100-split", "train", 8, "grouped")
-    found = candidates(base, bf16_ok=True)
+    found = candidates(base, native_bf16=True)
     assert [describe(c) for c in found] == [
         "grouped+fp32",
         "towers+fp32",
@@ -22,7 +32,7 @@ def test_torch_split_candidates_change_one_thing_each():
 
 
 def test_keras_has_no_channels_last_and_model_parallel_keeps_its_towers():
-    keras = candidates(CellConfig("keras", "cifar100-single", "infer", 8), bf16_ok=False)
+    keras = candidates(CellConfig("keras", "cifar100-single", "infer", 8), native_bf16=False)
     assert [describe(c) for c in keras] == ["fp32", "compiled"]
     parallel = candidates(CellConfig("torch", "cifar100-split", "train", 8, "towers", simulate_devices=2), True)
     assert {c.split_impl for c in parallel} == {"towers"}
@@ -36,8 +46,26 @@ def test_bf16_is_tried_only_where_it_is_native():
     assert native_bf16("flags : fpu sse avx2 avx512f avx512_bf16") is True
     assert native_bf16("flags : fpu sse avx2 fma") is False
     assert native_bf16("Features : fp asimd bf16") is True
-    on_gpu = candidates(CellConfig("torch", "cifar100-single", "train", 8, gpus=1))
+    on_gpu = candidates(CellConfig("torch", "cifar100-single", "train", 8, gpus=1), native_bf16=False)
     assert any(c.precision == "bf16" for c in on_gpu)
+    on_cpu = CellConfig("torch", "cifar100-single", "train", 8)
+    assert not any(c.precision == "bf16" for c in candidates(on_cpu, native_bf16=False))
+    assert any(c.precision == "bf16" for c in candidates(on_cpu, native_bf16=True))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_plan_follows_the_host_it_is_given_not_the_machine_it_runs_on(native):
+    options = SweepOptions(frameworks=["keras-torch"], quick=True, best=True, variants=["cifar100-split"])
+    cells = plan(replace(options, native_bf16=native))
+    expected = {"grouped+fp32", "towers+fp32"} | ({"grouped+bf16"} if native else set())
+    assert {describe(c) for c in cells} == expected
+
+
+def test_the_host_probe_can_be_overridden(monkeypatch):
+    monkeypatch.setenv("ALEXNET_BENCH_NATIVE_BF16", "1")
+    assert native_bf16() is True
+    monkeypatch.setenv("ALEXNET_BENCH_NATIVE_BF16", "0")
+    assert native_bf16() is False
 
 
 def test_best_plan_and_bad_fast_path_options():
@@ -45,7 +73,7 @@ def test_best_plan_and_bad_fast_path_options():
     assert len(cells) == len(set(cells)) and {c.compiled for c in cells} == {False, True}
     with pytest.raises(SweepError, match="unknown precision 'fp8'"):
         plan(SweepOptions(precision="fp8"))
-    with pytest.raises(SweepError, match="--channels-last is a PyTorch option"):
+    with pytest.raises(SweepError, match="keras does not take --channels-last"):
         plan(SweepOptions(channels_last=True))
 
 

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import cell as cell_module
-from benchmarks import runner
-from benchmarks.cell import CellConfig, missing_backend
-from benchmarks.fast_paths import candidates, describe
+from benchmarks import frameworks, runner
+from benchmarks.cell import CellConfig
+from benchmarks.fast_paths import candidates
+from benchmarks.frameworks import base
 from benchmarks.matrix import SweepError, SweepOptions, plan
 from benchmarks.runner import worker_environment
 from reports.load import load_results
@@ -52,9 +52,9 @@ def test_a_cell_runs_on_the_backend_it_names(backend, mode):
 
 def test_a_missing_backend_is_refused_with_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(cell_module.importlib.util, "find_spec", lambda name: None if name == "jax" else real(name))
-    assert "pip install -e '.[jax]'" in missing_backend("keras-jax")
-    assert missing_backend("keras") is None and missing_backend("torch") is None
+    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None if name == "jax" else real(name))
+    assert "pip install -e '.[jax]'" in frameworks.get("keras-jax").missing()
+    assert frameworks.get("keras").missing() is None and frameworks.get("torch").missing() is None
     with pytest.raises(SweepError, match=r"keras-jax needs jax, which is not installed"):
         plan(SweepOptions(frameworks=["keras-jax"], quick=True))
 
@@ -65,7 +65,7 @@ def test_other_backends_run_on_one_device_without_compile_flags():
     with pytest.raises(SweepError, match="--compile"):
         plan(SweepOptions(frameworks=["keras-torch"], compiled=True, quick=True))
     cells = plan(SweepOptions(frameworks=["keras-torch"], quick=True, best=True, variants=["cifar100-split"]))
-    assert {describe(c) for c in cells} == {"grouped+fp32", "towers+fp32"}  # formulation only, no XLA/compile
+    assert {(c.split_impl, c.fast_paths()) for c in cells} == {("grouped", "fp32"), ("towers", "fp32")}  # no compile
     assert not any(c.compiled for c in candidates(CellConfig("keras-jax", "cifar100-single", "train", 8), True))
 
 

@@ -1,6 +1,7 @@
 """The sweep plan and the results file, without running any framework."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -8,6 +9,7 @@ from benchmarks.cell import CellConfig
 from benchmarks.matrix import SweepError, SweepOptions, device_setups, plan
 from benchmarks.results import (
     SCHEMA_VERSION,
+    ResultRow,
     ResultsFileError,
     append_row,
     check_writable,
@@ -81,33 +83,57 @@ def test_cell_key_is_stable_and_config_round_trips():
         CellConfig.from_dict({**json.loads(cell.to_json()), "colour": "red"})
 
 
-def test_rows_are_appended_durably_and_read_back(tmp_path):
+def row(key: str, status: str = "ok") -> ResultRow:
+    cell = CellConfig("torch", "cifar100-single", "infer", 2)
+    result = {"status": status, "metrics": {"images_per_s": 1.0} if status == "ok" else None}
+    return replace(ResultRow.from_result(cell, result, {}, "run", 0.0), key=key)
+
+
+def test_rows_are_appended_durably_and_read_back_with_their_lines(tmp_path):
     path = tmp_path / "r.jsonl"
-    append_row(path, {"key": "a", "status": "ok"})
-    append_row(path, {"key": "b", "status": "oom"})
+    failed = row("b", "oom")
+    append_row(path, row("a"))
+    append_row(path, failed)
     loaded = read_results(path)
-    assert [r["key"] for r in loaded.rows] == ["a", "b"] and not loaded.warnings
-    assert all(r["schema_version"] == SCHEMA_VERSION for r in loaded.rows)
+    assert [(r.key, r.line) for r in loaded.rows] == [("a", 1), ("b", 2)] and not loaded.warnings
+    assert all(r.schema_version == SCHEMA_VERSION for r in loaded.rows)
+    assert loaded.rows[1] == failed  # every field survives the round trip
     assert done_keys(loaded.rows) == {"a"}  # failed cells run again on --resume
 
 
 def test_torn_last_line_is_skipped_with_a_warning_and_not_glued_to(tmp_path):
     path = tmp_path / "r.jsonl"
-    append_row(path, {"key": "a", "status": "ok"})
+    append_row(path, row("a"))
     with open(path, "a") as handle:
         handle.write('{"schema_version": 1, "key": "tor')  # a crash mid-write
     loaded = read_results(path)
-    assert [r["key"] for r in loaded.rows] == ["a"]
+    assert [r.key for r in loaded.rows] == ["a"]
     assert "last line is incomplete" in loaded.warnings[0]
-    append_row(path, {"key": "c", "status": "ok"})
+    append_row(path, row("c"))
     loaded = read_results(path)
-    assert [r["key"] for r in loaded.rows] == ["a", "c"]
+    assert [(r.key, r.line) for r in loaded.rows] == [("a", 1), ("c", 3)]
     assert "line 2 is incomplete" in loaded.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\x00\x01\xffELF binary\nmore\n", "line 1 is not JSON: not a results file"),
+        (b"[1, 2]\n", "a row must be a JSON object"),
+        (json.dumps({**row("a").to_dict(), "cell": {**row("a").cell, "batch_size": "big"}}).encode(), "batch_size"),
+        (json.dumps({**row("a").to_dict(), "metrics": None}).encode(), "must have its figures"),
+    ],
+)
+def test_what_is_not_a_results_file_is_refused_naming_the_line(tmp_path, content, message):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ResultsFileError, match=message):
+        read_results(path)
 
 
 def test_another_schema_version_is_refused(tmp_path):
     path = tmp_path / "old.jsonl"
-    path.write_text(json.dumps({"schema_version": 0, "key": "a"}) + "\n")
+    path.write_text(json.dumps({**row("a").to_dict(), "schema_version": 0}) + "\n")
     with pytest.raises(ResultsFileError, match="schema version 0; this suite reads and writes version 1"):
         read_results(path)
 

@@ -16,7 +16,7 @@ import results_factory as factory
 from rich.console import Console
 
 from benchmarks.cell import CellConfig
-from benchmarks.environment import machine_id
+from benchmarks.measure.environment import machine_id
 from reports import build, plots, tables
 from reports.build import build_report, write_report
 from reports.load import ResultsLoadError, frame_from_rows, load_results
@@ -104,7 +104,7 @@ def test_another_schema_version_is_refused(tmp_path: Path) -> None:
     row = json.loads(lines[0])
     row["schema_version"] = 99
     path.write_text("\n".join([lines[0], json.dumps(row)]) + "\n")
-    with pytest.raises(ResultsLoadError, match="line 2 has results schema version 99"):
+    with pytest.raises(ResultsLoadError, match="line 2: results schema version 99"):
         load_results([path])
 
 

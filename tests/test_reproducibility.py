@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmarks.accuracy import make_trainer
-from benchmarks.training import TrainConfig, TrainingData, run_training
+from benchmarks.accuracy.job import make_trainer
+from benchmarks.accuracy.training import TrainConfig, TrainingData, run_training
 from reports.accuracy_summary import loss_gap, repro_verdicts
 
 

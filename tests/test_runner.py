@@ -20,14 +20,14 @@ def test_a_real_cell_gives_figures_and_its_environment(tmp_path):
     path = tmp_path / "r.jsonl"
     rows = runner.run_sweep([TINY], path, {"hostname": "test"}, timeout_s=300)
     row = read_results(path).rows[0]
-    assert row == {**rows[0], "schema_version": 1}
-    assert row["status"] == "ok", row["error"]
-    metrics = row["metrics"]
+    assert row == rows[0] and row.line == 1
+    assert row.status == "ok", row.error
+    metrics = row.metrics
     assert len(metrics["step_times_s"]) == 1 and metrics["images_per_s"] > 0
     assert metrics["memory"]["peak_rss_bytes"] > 100 * 2**20
-    assert metrics["memory"]["nvml"]["available"] is False  # no GPU here, and it says why
-    assert row["environment"]["framework"]["torch"].startswith("2.")
-    assert row["cell"]["variant"] == "cifar100-single" and row["key"] == TINY.key()
+    assert metrics["memory"]["nvml"]["available"] is False  # no GPU visible to the tests, and it says why
+    assert row.environment["framework"]["torch"].startswith("2.")
+    assert row.cell["variant"] == "cifar100-single" and row.key == TINY.key()
 
 
 def test_out_of_memory_becomes_an_oom_row():
@@ -67,8 +67,8 @@ def test_a_worker_killed_with_sigkill_mid_cell_is_recorded_and_the_sweep_goes_on
     runner.run_sweep([long_cell, TINY], path, {}, timeout_s=300)
     killer.join()
     rows = read_results(path).rows
-    assert [row["status"] for row in rows] == ["killed", "ok"]
-    assert "SIGKILL" in rows[0]["error"] and rows[0]["metrics"] is None
+    assert [row.status for row in rows] == ["killed", "ok"]
+    assert "SIGKILL" in rows[0].error and rows[0].metrics is None
 
 
 def test_a_cell_past_its_timeout_is_killed_and_recorded(tmp_path):
@@ -79,7 +79,7 @@ def test_a_cell_past_its_timeout_is_killed_and_recorded(tmp_path):
 
 def test_a_worker_that_dies_without_a_result_is_a_crash_with_its_last_words(monkeypatch):
     command = [sys.executable, "-c", "import sys; sys.stderr.write('segfault-ish\\n'); sys.exit(3)"]
-    monkeypatch.setattr(runner, "worker_command", lambda config, limit=None: command)
+    monkeypatch.setattr(runner, "worker_command", lambda config, limit=None, *extra: command)
     result = runner.run_worker(TINY, timeout_s=60)
     assert result["status"] == "crashed"
     assert "exited with code 3" in result["error"] and "segfault-ish" in result["error"]

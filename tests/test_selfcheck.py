@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-import benchmarks.worker
+from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
-from benchmarks.selfcheck import measure_overhead
+from benchmarks.measure.selfcheck import measure_overhead
 
 
 def fake_cell(sync_cost_s: float) -> PreparedCell:
@@ -18,7 +18,7 @@ def fake_cell(sync_cost_s: float) -> PreparedCell:
 @pytest.mark.parametrize("sync_cost_s,within", [(0.0, True), (0.004, False)])
 def test_overhead_is_measured_against_a_bare_loop(monkeypatch, sync_cost_s, within):
     """A per-step synchronisation that costs 40% of a step is what the check must catch."""
-    monkeypatch.setattr(benchmarks.worker, "prepare", lambda config: fake_cell(sync_cost_s))
+    monkeypatch.setattr(frameworks.get("torch"), "prepare", lambda config: fake_cell(sync_cost_s))
     result = measure_overhead(CellConfig("torch", "cifar100-single", "infer", 4, steps=10, warmup=1), rounds=3)
     assert result["within_tolerance"] is within
     if within:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.training import (
+from benchmarks.accuracy.training import (
     TrainConfig,
     Trainer,
     TrainingData,

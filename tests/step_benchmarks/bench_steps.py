@@ -1,22 +1,25 @@
 """pytest-benchmark: one training step and one inference step per CIFAR-100 variant.
 
-The steps are the runner's own (``benchmarks.cell.PreparedCell``), timed in pedantic mode: one
-step per round, the device synchronised inside the timed call, warm-up rounds first.
+The steps are the runner's own (``benchmarks.cell.PreparedCell``, from the framework's adapter),
+timed in pedantic mode: one step per round, the device synchronised inside the timed call,
+warm-up rounds first. Not collected by the plain test run (the file is not named ``test_*``):
+
+    pytest tests/step_benchmarks/bench_steps.py --benchmark-json=torch.json
+    pytest tests/step_benchmarks/bench_steps.py --framework keras --benchmark-json=keras.json
 """
 
 import pytest
 
+from benchmarks import frameworks
 from benchmarks.cell import CellConfig
-from benchmarks.matrix import DEFAULT_SPLIT_IMPL
-from benchmarks.worker import prepare
 
 
 @pytest.mark.parametrize("mode", ["train", "infer"])
 @pytest.mark.parametrize("variant", ["cifar100-single", "cifar100-split"])
 def test_step(benchmark, request, framework, variant, mode):
     batch = request.config.getoption("--bench-batch-size")
-    impl = DEFAULT_SPLIT_IMPL[framework] if "split" in variant else "grouped"
-    cell = prepare(CellConfig(framework, variant, mode, batch, impl))
+    impl = frameworks.default_split_impl(framework, variant)
+    cell = frameworks.get(framework).prepare(CellConfig(framework, variant, mode, batch, impl))
 
     def synchronised_step():
         cell.step()

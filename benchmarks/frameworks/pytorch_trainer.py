@@ -1,4 +1,4 @@
-"""PyTorch trainer for accuracy runs (see ``benchmarks.training``)."""
+"""PyTorch trainer for accuracy runs (see ``benchmarks.accuracy.training``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from benchmarks.training import TrainConfig, Trainer
+from benchmarks.accuracy.training import TrainConfig, Trainer
 from implementations.torch_alexnet import build_torch_model
 from implementations.variants import get_variant
 from implementations.weight_mapping import LayerWeights
@@ -55,6 +55,6 @@ class TorchTrainer(Trainer):
         return self.model(self._tensor(images)).cpu().numpy()
 
     def environment(self) -> dict:
-        from benchmarks.torch_cell import torch_environment
+        from benchmarks.frameworks.pytorch_cell import torch_environment
 
         return {**torch_environment([self.device]), "deterministic": torch.are_deterministic_algorithms_enabled()}

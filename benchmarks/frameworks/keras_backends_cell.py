@@ -16,8 +16,8 @@ import os
 
 import numpy as np
 
-from benchmarks.ceiling import best_rate, matmul_size
-from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell, keras_backend
+from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
+from benchmarks.measure.ceiling import measure_ceiling
 from implementations.variants import get_variant
 
 
@@ -77,12 +77,7 @@ def _torch_memory(backend: str) -> tuple[object, object]:
     return torch.cuda.reset_peak_memory_stats, framework_memory
 
 
-def prepare_keras_backend(config: CellConfig) -> PreparedCell:
-    backend = keras_backend(config.framework)
-    if config.devices > 1:
-        raise ValueError(f"{config.framework} runs on one device in this suite")
-    if config.compiled or config.channels_last:
-        raise ValueError(f"{config.framework} takes no --compile or --channels-last (see the module docstring)")
+def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
     import keras
 
     if keras.backend.backend() != backend:
@@ -119,17 +114,15 @@ def prepare_keras_backend(config: CellConfig) -> PreparedCell:
         def step() -> object:
             return model.predict_on_batch(x)  # NumPy logits: waits for the device
 
-    def ceiling() -> dict:
-        size = matmul_size(config.gpus > 0)
-        dtype = "bfloat16" if config.precision == "bf16" else "float32"
+    def product(size: int, dtype: str):
         a = keras.random.normal((size, size), dtype=dtype, seed=1)
         b = keras.random.normal((size, size), dtype=dtype, seed=2)
         # Reading one element back waits for the product; the slice keeps the copy negligible.
-        return best_rate(lambda: keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, :1]), size, dtype=dtype)
+        return lambda: keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, :1])
 
     reset_peak, framework_memory = _torch_memory(backend)
     return PreparedCell(
-        ceiling=ceiling,
+        ceiling=lambda: measure_ceiling(product, config.gpus > 0, config.precision),
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,

@@ -1,4 +1,4 @@
-"""Keras 3 side of a benchmark cell (TensorFlow backend).
+"""Keras 3 on TensorFlow: the model, synthetic data on the device, and the step to time.
 
 One device: the functional model, compiled with the paper's SGD. Two or more devices: split
 variants run model-parallel (one tower per device); single variants run data-parallel under
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.ceiling import best_rate, matmul_size
 from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
+from benchmarks.measure.ceiling import measure_ceiling
 from implementations.variants import get_variant
 
 
@@ -126,18 +126,16 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             ],
         }
 
-    def ceiling() -> dict:
-        size = matmul_size(bool(gpu_names))
-        dtype = tf.bfloat16 if config.precision == "bf16" else tf.float32
+    def product(size: int, dtype: str):
         with tf.device(devices[0]):
             a = tf.cast(tf.random.normal((size, size)), dtype)
             b = tf.cast(tf.random.normal((size, size)), dtype)
-        product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)[0, :1]))
+        matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)[0, :1]))
         # Reading one element back waits for the product; the slice keeps the copy negligible.
-        return best_rate(lambda: product().numpy(), size, dtype=dtype.name)
+        return lambda: matmul().numpy()
 
     return PreparedCell(
-        ceiling=ceiling,
+        ceiling=lambda: measure_ceiling(product, bool(gpu_names), config.precision),
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,

@@ -12,9 +12,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from benchmarks.memory import nvml_gpus
+from benchmarks.measure.memory import nvml_gpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project root, where bench.py is
 
 
 def cpu_model() -> str:

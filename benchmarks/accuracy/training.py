@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
 from benchmarks.cell import MOMENTUM, WEIGHT_DECAY
+from benchmarks.results import job_key
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,25 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = False
 
+    worker_flag: ClassVar[str] = "--train"  # how the worker is told it runs a training job
+    parallel: ClassVar[str] = "none"  # training runs on one device
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def key(self) -> str:
+        return job_key(asdict(self))
+
+    def row_fields(self, framework_environment: dict | None = None) -> dict:
+        """What a result row records of this run besides its figures (mode ``accuracy``)."""
+        on_gpu = bool(framework_environment) and "cuda" in str(framework_environment.get("devices"))
+        return {
+            "cell": {**asdict(self), "mode": "accuracy", "repeat": 0, "gpus": 0, "simulate_devices": 0},
+            "device_setup": "1 gpu" if on_gpu else "cpu",
+            "devices": 1,
+            "parallel": "none",
+            "simulated": False,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.ceiling import best_rate, matmul_size
 from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
+from benchmarks.measure.ceiling import measure_ceiling
 from implementations.torch_alexnet import build_torch_model
 from implementations.variants import get_variant
 
@@ -116,20 +116,18 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
             "max_reserved_bytes": [torch.cuda.max_memory_reserved(i) for i in sorted({d.index for d in devices})],
         }
 
-    def ceiling() -> dict:
-        size = matmul_size(uses_cuda)
-        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
-        a = torch.randn(size, size, device=devices[0], dtype=dtype)
-        b = torch.randn(size, size, device=devices[0], dtype=dtype)
+    def product(size: int, dtype: str):
+        a = torch.randn(size, size, device=devices[0], dtype=getattr(torch, dtype))
+        b = torch.randn(size, size, device=devices[0], dtype=getattr(torch, dtype))
 
-        def product() -> None:
+        def run_once() -> None:
             torch.mm(a, b)
             sync()
 
-        return best_rate(product, size, dtype=str(dtype).removeprefix("torch."))
+        return run_once
 
     return PreparedCell(
-        ceiling=ceiling,
+        ceiling=lambda: measure_ceiling(product, uses_cuda, config.precision),
         step=step,
         sync=sync,
         images_per_step=config.batch_size,  # global batch: every process steps in lockstep under DDP

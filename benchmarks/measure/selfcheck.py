@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 
+from benchmarks import frameworks
 from benchmarks.cell import CellConfig
-from benchmarks.timing import summarize, time_steps
+from benchmarks.measure.timing import summarize, time_steps
 
 TOLERANCE = 0.02
 
@@ -28,9 +29,7 @@ def bare_loop(step, sync, count: int) -> float:
 
 
 def measure_overhead(config: CellConfig, rounds: int = 7) -> dict:
-    from benchmarks.worker import prepare
-
-    cell = prepare(config)
+    cell = frameworks.get(config.framework).prepare(config)
     time_steps(cell.step, cell.sync, config.warmup)
     harness_walls, bare_walls, medians = [], [], []
     for _ in range(rounds):
@@ -51,3 +50,14 @@ def measure_overhead(config: CellConfig, rounds: int = 7) -> dict:
         "tolerance": TOLERANCE,
         "within_tolerance": bool(np.median(ratios) <= TOLERANCE),
     }
+
+
+def selfcheck_cells(names: list[str], variant: str, batch_size: int, steps: int) -> list[CellConfig]:
+    """One cell per framework and mode, each framework in its default split formulation."""
+    from benchmarks.cell import MODES
+
+    return [
+        CellConfig(name, variant, mode, batch_size, frameworks.default_split_impl(name, variant), steps=steps, warmup=2)
+        for name in names
+        for mode in MODES
+    ]

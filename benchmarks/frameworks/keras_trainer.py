@@ -1,10 +1,10 @@
-"""Keras 3 trainer for accuracy runs (see ``benchmarks.training``)."""
+"""Keras 3 trainer for accuracy runs (see ``benchmarks.accuracy.training``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.training import TrainConfig, Trainer
+from benchmarks.accuracy.training import TrainConfig, Trainer
 from implementations.weight_mapping import LayerWeights
 
 
@@ -40,7 +40,7 @@ class KerasTrainer(Trainer):
     def environment(self) -> dict:
         import tensorflow as tf
 
-        from benchmarks.keras_cell import keras_environment
+        from benchmarks.frameworks.keras_tf_cell import keras_environment
 
         # TensorFlow places the model on the first GPU when it sees one, else on the CPU.
         devices = [d.name for d in tf.config.list_logical_devices("GPU")[:1]] or ["/device:CPU:0"]

@@ -1,0 +1,76 @@
+"""The framework registry: every adapter the suite knows, by the name users type.
+
+Adding a framework means writing one adapter (see :mod:`benchmarks.frameworks.base`) and calling
+:func:`register`; the matrix, the worker, ``--best`` and the reports find it here.
+"""
+
+from __future__ import annotations
+
+from benchmarks.frameworks.base import Framework
+from benchmarks.frameworks.keras_backends import KerasOnJax, KerasOnTorch
+from benchmarks.frameworks.keras_tf import KerasOnTensorFlow
+from benchmarks.frameworks.pytorch import PyTorch
+
+_REGISTRY: dict[str, Framework] = {}
+
+
+class UnknownFrameworkError(ValueError):
+    """A framework name the registry does not hold; the message lists the valid ones."""
+
+
+def register(framework: Framework) -> Framework:
+    """Add (or replace) an adapter under its name."""
+    if not framework.name:
+        raise ValueError("a framework adapter needs a name")
+    _REGISTRY[framework.name] = framework
+    return framework
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def default_names() -> tuple[str, ...]:
+    """The frameworks compared when the user names none (native PyTorch and Keras on TensorFlow)."""
+    return tuple(name for name, framework in _REGISTRY.items() if framework.compared_by_default)
+
+
+def get(name: str) -> Framework:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownFrameworkError(f"unknown framework {name!r}; valid: {', '.join(_REGISTRY)}") from None
+
+
+def label(name: str) -> str:
+    """The name readers see; a framework unknown here (an old results file) keeps its own name."""
+    framework = _REGISTRY.get(name)
+    return framework.label if framework else name
+
+
+def colour(name: str) -> str | None:
+    framework = _REGISTRY.get(name)
+    return framework.colour if framework else None
+
+
+def marker(name: str) -> str:
+    framework = _REGISTRY.get(name)
+    return framework.marker if framework else "o"
+
+
+for _adapter in (PyTorch(), KerasOnTensorFlow(), KerasOnJax(), KerasOnTorch()):
+    register(_adapter)
+
+
+def default_split_impl(name: str, variant: str) -> str:
+    """The split formulation ``name`` runs unless asked otherwise; single towers have one model ("grouped")."""
+    from implementations.variants import get_variant
+
+    if not get_variant(variant).is_split:
+        return "grouped"
+    framework = _REGISTRY.get(name)
+    return framework.default_split_impl if framework else "grouped"

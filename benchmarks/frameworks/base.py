@@ -1,0 +1,86 @@
+"""What every framework adapter answers, so that no other module branches on a framework's name.
+
+An adapter is light to import: it names its packages and states its facts (label, colour, default
+split formulation, fast paths, device modes). The heavy work (importing the framework, building
+the model, the timed step) happens in its methods, inside the worker process that measures a cell.
+The parent process never imports a framework.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.accuracy.training import TrainConfig, Trainer
+    from benchmarks.cell import CellConfig, PreparedCell
+    from implementations.weight_mapping import LayerWeights
+
+# The fast paths ``--best`` may try; an adapter lists those it implements.
+FAST_PATHS = ("channels_last", "compiled", "bf16")
+OPTIONS = {"channels_last": "--channels-last", "compiled": "--compile", "bf16": "--precision bf16"}
+# Ways a cell can use several devices: the split model-parallel, the single tower data-parallel.
+MULTI_DEVICE_MODES = ("model", "data")
+
+
+class Framework:
+    """One way of running the suite's AlexNet: a framework, or Keras on one of its backends."""
+
+    name: str = ""  # what users type: ``-f NAME``; stored in every row
+    label: str = ""  # what readers see in tables
+    colour: str = "#7f7f7f"  # its line and bar colour in plots
+    marker: str = "o"
+    default_split_impl: str = "grouped"  # the faster formulation where this framework was measured
+    packages: tuple[str, ...] = ()  # importable modules it needs
+    install_hint: str = ""  # the command that installs them
+    compared_by_default: bool = False  # in the default pair of ``run`` and ``train``
+    fast_paths: tuple[str, ...] = ()  # subset of FAST_PATHS
+    multi_device: tuple[str, ...] = ()  # subset of MULTI_DEVICE_MODES
+    trains: bool = False  # whether ``bench.py train`` can run it
+    keras_backend: str | None = None  # KERAS_BACKEND its workers get (None: not Keras)
+
+    def missing(self) -> str | None:
+        """Why this framework cannot run in this installation, or None when it can."""
+        absent = [name for name in self.packages if importlib.util.find_spec(name) is None]
+        if not absent:
+            return None
+        return f"{self.name} needs {', '.join(absent)}, which is not installed: {self.install_hint}"
+
+    def unsupported(self, config: CellConfig) -> str | None:
+        """Why this framework cannot measure ``config``, or None; checked before any worker starts."""
+        wanted = [OPTIONS[path] for path in FAST_PATHS if _uses(config, path) and path not in self.fast_paths]
+        if wanted:
+            offered = ", ".join(OPTIONS[path] for path in self.fast_paths) or "none"
+            return f"{self.name} does not take {', '.join(wanted)} (its fast paths: {offered}); drop it or {self.name}"
+        if config.parallel != "none" and config.parallel not in self.multi_device:
+            return (
+                f"{self.name} runs on one device in this suite; the multi-device paths are those of the frameworks "
+                f"that list {config.parallel}-parallel. Use --gpus 1 or drop {self.name}."
+            )
+        return None
+
+    def fast_path_applies(self, path: str, config: CellConfig) -> bool:
+        """Whether ``--best`` should try ``path`` on ``config`` (an adapter may narrow its own list)."""
+        return path in self.fast_paths
+
+    def launcher(self, config: CellConfig) -> list[str]:
+        """Arguments that start the worker module (``-m benchmarks.worker`` by default)."""
+        return ["-m", "benchmarks.worker"]
+
+    def worker_environment(self, config: CellConfig | None) -> dict[str, str]:
+        """Environment variables a worker of this framework needs before anything is imported."""
+        return {"KERAS_BACKEND": self.keras_backend} if self.keras_backend else {}
+
+    def prepare(self, config: CellConfig) -> PreparedCell:
+        """Build the model and data on the cell's devices; return the step to time and its helpers."""
+        raise NotImplementedError(f"{self.name} cannot prepare a benchmark cell")
+
+    def trainer(self, config: TrainConfig, weights: LayerWeights) -> Trainer:
+        """A trainer for ``bench.py train``, starting from the shared ``weights``."""
+        raise NotImplementedError(f"{self.name} has no accuracy trainer")
+
+
+def _uses(config: CellConfig, path: str) -> bool:
+    if path == "bf16":
+        return config.precision == "bf16"
+    return bool(getattr(config, path))

@@ -302,6 +302,9 @@ def run(
         from reports.best import render_best
 
         render_best(frame, console)
+    from reports.findings import build_findings, render_findings
+
+    render_findings(build_findings(frame), console)
     failed = [row for row in latest.values() if row["status"] != "ok"]
     console.print(f"{len(latest)} cells, {len(failed)} failed; rows in {results}")
     if not no_report:

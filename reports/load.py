@@ -209,7 +209,7 @@ def row_record(row: dict, source: str, line: int) -> dict:
         "hostname": environment.get("hostname"),
         "cpu_model": environment.get("cpu_model"),
         "gpu_names": ", ".join(environment.get("gpus") or []) or "none",
-        "framework_version": framework_summary(framework_env),
+        "framework_version": framework_summary(framework_env, gpu_used=int(cell.get("gpus", 0)) > 0),
         "commit": git.get("commit"),
         "dirty": git.get("dirty"),
         "started_at": row.get("started_at"),
@@ -218,11 +218,20 @@ def row_record(row: dict, source: str, line: int) -> dict:
     return record
 
 
-def framework_summary(framework_env: dict) -> str | None:
-    """'torch 2.13.0+cpu, cuda None, threads 2' from a worker's framework environment."""
+BUILD_ONLY = {"cuda": "built with CUDA", "cudnn": "built with cuDNN"}
+
+
+def framework_summary(framework_env: dict, gpu_used: bool = True) -> str | None:
+    """'torch 2.13.0+cpu, threads 2' from a worker's framework environment.
+
+    Without a GPU, the CUDA and cuDNN a framework reports are those it was built against (TensorFlow
+    reports its build's on any machine), so they read 'built with CUDA 12.5' rather than as used.
+    """
     if not isinstance(framework_env, dict) or not framework_env:
         return None
-    first = ("torch", "keras", "backend", "tensorflow", "cuda", "cudnn")
+    if not gpu_used:
+        framework_env = {BUILD_ONLY.get(name, name): value for name, value in framework_env.items()}
+    first = ("torch", "keras", "backend", "tensorflow", "cuda", "cudnn", *BUILD_ONLY.values())
     names = [n for n in first if n in framework_env] + sorted(set(framework_env) - set(first))
     parts = [
         f"{name} {framework_env[name]}"

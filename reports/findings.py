@@ -211,4 +211,4 @@ def render_findings(findings: list[str], console: Console) -> None:
     console.print("[bold]Findings[/]")
     for line in findings:
         console.print(f"  - {escape(line)}", highlight=False)
-    console.print(f"  {INTERVAL_NOTE}", highlight=False, style="dim")
+    console.print(f"  {escape(INTERVAL_NOTE)}", highlight=False, style="dim")

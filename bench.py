@@ -137,6 +137,38 @@ def parity(
     console.print("[green]All parity checks passed.[/]")
 
 
+@app.command("check-model")
+def check_model_command(
+    target: Annotated[
+        str, typer.Argument(help="Your model's factory: path/to/port.py:FUNCTION or package.module:FUNCTION.")
+    ],
+    against: Annotated[str, typer.Option("--against", help="Variant to check against.")] = "imagenet-split",
+    rtol: Annotated[float, typer.Option(help="Tolerance on |diff| relative to the largest activation.")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed for the copied weights and the inputs.")] = 0,
+) -> None:
+    """Check your own AlexNet port (a PyTorch nn.Module or a Keras model) against a variant of the spec.
+
+    Prints each layer's shape and parameters against the spec, copies the suite's weights into
+    your model in layer order, compares every layer's output with the suite's model of the same
+    framework, and names the first layer that differs with its likely cause. Exit code 0 on a
+    match, 1 on a difference, 2 when the model cannot be loaded or run.
+    """
+    try:
+        arch = get_variant(against)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    quiet_frameworks()
+    from implementations.check_model import CheckModelError, check_model
+    from reports.check_model_table import render_check
+
+    try:
+        result = check_model(target, arch, seed=seed, rtol=rtol)
+    except CheckModelError as error:
+        raise fail(str(error)) from None
+    render_check(result, console)
+    raise typer.Exit(0 if result.ok else 1)
+
+
 @app.command()
 def run(
     framework: Annotated[
@@ -295,6 +327,9 @@ def run(
         from reports.best import render_best
 
         render_best(frame, console)
+    from reports.findings import build_findings, render_findings
+
+    render_findings(build_findings(frame), console)
     failed = [row for row in rows if not row.ok]
     console.print(f"{len(rows)} cells, {len(failed)} failed; rows in {escape(str(results))}")
     if report_to is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports.best import best_table
+from reports.findings import build_findings
 from reports.load import LoadedFrame, flat_frame, load_results
 from reports.plots import Plot, make_plots
 from reports.render import Report, Section, render_html, render_markdown
@@ -132,7 +133,8 @@ def build_report(loaded: LoadedFrame, title: str = "AlexNet: Keras vs PyTorch") 
         if not section.items:
             section.items.append("No such results in these files.")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return Report(title, loaded.environments, loaded.warnings, sections, generated), all_plots
+    findings = build_findings(frame, summary)
+    return Report(title, loaded.environments, loaded.warnings, sections, generated, findings), all_plots
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> str | None:

@@ -146,7 +146,7 @@ def row_record(row: ResultRow, source: str) -> dict:
         **_timing_columns(metrics, row.ok),
         **_memory_columns(_dict(metrics.get("memory"))),
         **_accuracy_columns(row.cell, metrics),
-        **_environment_columns(row.environment),
+        **_environment_columns(row.environment, gpu_used=_whole(row.cell.get("gpus")) > 0),
         "started_at": row.started_at,
     }
 
@@ -199,7 +199,7 @@ def _accuracy_columns(cell: dict, metrics: dict) -> dict:
     }
 
 
-def _environment_columns(environment: dict) -> dict:
+def _environment_columns(environment: dict, gpu_used: bool) -> dict:
     git = _dict(environment.get("git"))
     gpus = environment.get("gpus") if isinstance(environment.get("gpus"), list) else []
     return {
@@ -207,18 +207,27 @@ def _environment_columns(environment: dict) -> dict:
         "hostname": environment.get("hostname"),
         "cpu_model": environment.get("cpu_model"),
         "gpu_names": ", ".join(map(str, gpus)) or "none",
-        "framework_version": framework_summary(_dict(environment.get("framework"))),
+        "framework_version": framework_summary(_dict(environment.get("framework")), gpu_used=gpu_used),
         "commit": git.get("commit"),
         "dirty": git.get("dirty"),
         "environment_detail": environment,
     }
 
 
-def framework_summary(framework_env: dict) -> str | None:
-    """'torch 2.13.0+cpu, cuda None, threads 2' from a worker's framework environment."""
+BUILD_ONLY = {"cuda": "built with CUDA", "cudnn": "built with cuDNN"}
+
+
+def framework_summary(framework_env: dict, gpu_used: bool = True) -> str | None:
+    """'torch 2.13.0+cpu, threads 2' from a worker's framework environment.
+
+    Without a GPU, the CUDA and cuDNN a framework reports are those it was built against (TensorFlow
+    reports its build's on any machine), so they read 'built with CUDA 12.5' rather than as used.
+    """
     if not isinstance(framework_env, dict) or not framework_env:
         return None
-    first = ("torch", "keras", "backend", "tensorflow", "cuda", "cudnn")
+    if not gpu_used:
+        framework_env = {BUILD_ONLY.get(name, name): value for name, value in framework_env.items()}
+    first = ("torch", "keras", "backend", "tensorflow", "cuda", "cudnn", *BUILD_ONLY.values())
     names = [n for n in first if n in framework_env] + sorted(set(framework_env) - set(first))
     parts = [
         f"{name} {framework_env[name]}"

@@ -1,7 +1,8 @@
 """Reports as Markdown (pipe tables for a terminal or a PR comment) and as one self-contained HTML page.
 
-Both start with the environment block. Numbers get a precision that suits their size; missing
-figures show as an em dash, never as zero; failed cells show their status. The HTML page has
+Both open with the findings (``reports.findings``), then the environment block. Numbers get a
+precision that suits their size; missing figures show as an em dash, never as zero; failed cells
+show their status. The HTML page has
 inline CSS and embeds its plots as base64 ``data:`` URIs, so it needs no other file or network.
 """
 
@@ -15,6 +16,7 @@ from numbers import Integral, Real
 
 import pandas as pd
 
+from reports.findings import findings_html, findings_markdown
 from reports.plots import Plot
 from reports.tables import ReportTable
 
@@ -50,6 +52,7 @@ class Report:
     warnings: list[str]
     sections: list[Section]
     generated_at: str = ""
+    findings: list[str] = field(default_factory=list)
 
 
 def format_value(value: object, spec: str | None = None) -> str:
@@ -143,6 +146,8 @@ def render_markdown(report: Report, image_dir: str = "") -> str:
     parts = [f"# {report.title}", ""]
     if report.generated_at:
         parts += [f"Generated {report.generated_at}.", ""]
+    if report.findings:
+        parts.append(findings_markdown(report.findings))
     parts.append(environment_markdown(report.environments))
     parts += [f"> **warning:** {w}" for w in report.warnings]
     for section in report.sections:
@@ -214,6 +219,8 @@ def render_html(report: Report) -> str:
     body = [f"<h1>{html.escape(report.title)}</h1>"]
     if report.generated_at:
         body.append(f"<p>Generated {html.escape(report.generated_at)}.</p>")
+    if report.findings:
+        body.append(findings_html(report.findings))
     if report.environments.empty:
         body.append("<h2>Environment</h2><p>No results.</p>")
     else:

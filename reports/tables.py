@@ -148,7 +148,17 @@ def winner(low: float, high: float, name_a: str, name_b: str) -> str:
     return "no clear winner"
 
 
-def _best(group: pd.DataFrame) -> pd.Series | None:
+def config_label(cell: pd.Series) -> str:
+    """The configuration behind a cell's figure: split formulation (split variants) and fast path.
+
+    E.g. 'towers', 'grouped+compiled', 'channels_last' or 'fp32' (a single-tower baseline).
+    """
+    parts = [cell["split_impl"]] if cell.get("layout") == "split" else []
+    parts += [cell["fast_path"]] if cell.get("fast_path", "fp32") != "fp32" or not parts else []
+    return "+".join(parts)
+
+
+def fastest_cell(group: pd.DataFrame) -> pd.Series | None:
     """The fastest successful cell of a group (e.g. the faster split formulation), else its first line."""
     if group.empty:
         return None
@@ -183,13 +193,13 @@ def contrast(
         return pd.DataFrame()
     lines = []
     for values, group in summary[summary[column].isin([first, second])].groupby(keys, sort=False, dropna=False):
-        a, b = _best(group[group[column] == first]), _best(group[group[column] == second])
+        a, b = fastest_cell(group[group[column] == first]), fastest_cell(group[group[column] == second])
         if both_measured and (a is None or b is None):
             continue
         line = dict(zip(keys, values, strict=True))
         for name, side in zip(names, (a, b), strict=True):
             if show_impl:
-                line[f"{name} impl"] = "—" if side is None or side["layout"] != "split" else side["split_impl"]
+                line[f"{name} config"] = "—" if side is None else config_label(side)
             line[f"{name} img/s"] = math.nan if side is None else side["images_per_s"]
             line[f"{name} IQR"] = math.nan if side is None else side["iqr_images_per_s"]
         ratio, low, high = ratio_interval(a, b) if a is not None and b is not None else (math.nan,) * 3
@@ -278,7 +288,8 @@ def framework_table(summary: pd.DataFrame) -> ReportTable:
     table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), show_impl=True)
     notes = [
         RATIO_NOTE,
-        "split variants: each framework's faster formulation, named under impl (see the formulation table).",
+        "each framework's fastest measured configuration, named under config: the split formulation (split "
+        "variants) and the fast path (fp32 is the plain model; see the formulation and fast-path tables).",
     ]
     return ReportTable("Keras vs PyTorch", display_names(table), notes)
 
@@ -312,14 +323,14 @@ def backends_table(summary: pd.DataFrame) -> ReportTable | None:
 
 def memory_table(summary: pd.DataFrame) -> ReportTable:
     """Keras against PyTorch memory: peak RSS (CPU); NVML device peak and allocator peak (GPU) where measured."""
-    table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), memory=True)
+    table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), show_impl=True, memory=True)
     if not table.empty:
-        table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith((" MiB", " status"))]]]
+        table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith((" config", " MiB", " status"))]]]
     notes = [
         "peak RSS: the worker process on CPU, framework runtime included. NVML peak: device memory in use during "
         "the timed steps (whole device), alloc peak: the framework allocator's own peak; both summed over devices "
         "and shown only when measured.",
-        "split variants: the cell of each framework's faster formulation.",
+        "the cell of each framework's fastest configuration, named under config.",
     ]
     return ReportTable("Memory: Keras vs PyTorch", display_names(table), notes)
 
@@ -364,9 +375,7 @@ def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
     tables = []
     for cells, column, (first, second), other, names, title, note in specs:
         keys = ["environment", "framework", other, *setup]
-        table = contrast(
-            cells, column, first, second, keys, names, show_impl=column != "split_impl", both_measured=True
-        )
+        table = contrast(cells, column, first, second, keys, names, show_impl=True, both_measured=True)
         empty = f"No cell was measured as both {names[0]} and {names[1]} with the same settings."
         tables.append(ReportTable(title, display_names(table), [RATIO_NOTE, note], empty_text=empty))
     return tables
@@ -383,7 +392,7 @@ def _baseline(summary: pd.DataFrame, line: pd.Series) -> pd.Series | None:
         & (summary["devices"] == 1)
     ]
     same = same[same["gpus"] == 1] if line["gpus"] > 0 else same[same["device_setup"] == "cpu"]
-    return _best(same)
+    return fastest_cell(same)
 
 
 def _scaling_note(line: pd.Series, base: pd.Series | None) -> str:

@@ -78,6 +78,7 @@ def test_a_small_sweep_prints_the_table_writes_rows_and_resumes(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "Throughput, images/s" in first.stdout and "cifar100-split" in first.stdout
     assert "1 cells, 0 failed" in first.stdout
+    assert "Findings" in first.stdout and "PyTorch reached at most" in first.stdout  # the device ceiling finding
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["status"] == "ok"
 

@@ -1,0 +1,214 @@
+"""The short list a report opens with: what the rows say, each figure with its configuration and interval.
+
+Computed from the per-cell summary the report tables use (``reports.tables.summarize_cells``):
+
+- which framework is faster per mode, and by how much (Keras/PyTorch with its 95% bootstrap interval);
+- what the paper's two-tower split gains over the single tower, per framework;
+- the best fast path per framework, against the framework's own baseline (fp32, default formulation);
+- the highest fraction of the device's ceiling (the best matmul rate on that machine) each framework reached;
+- every failed cell, one line each.
+
+Rows from different machines are never pooled: the list then says so first and gives each machine's
+findings apart, labelled with its environment.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+
+from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+from reports.ceilings import device_ceiling, device_kind, per_device_gflops
+from reports.tables import FRAMEWORK_NAMES, config_label, fastest_cell, ratio_interval, summarize_cells, winner
+
+SETUP = ["mode", "batch_size", "device_setup"]
+INTERVAL_NOTE = (
+    "ratios are of median images/s; [low–high] is the 95% percentile-bootstrap interval over per-step times; "
+    "a side is called faster only when the interval excludes 1. Figures from different machines are never compared."
+)
+ERROR_CHARS = 140
+
+
+def _name(framework: str) -> str:
+    return FRAMEWORK_NAMES.get(framework, framework)
+
+
+def _interval(low: float, high: float) -> str:
+    return "[no interval]" if math.isnan(low) or math.isnan(high) else f"[{low:.2f}–{high:.2f}]"
+
+
+def _where(cell: pd.Series) -> str:
+    """'imagenet-split train b32 cpu': the cell's setup, for a finding's text."""
+    return f"{cell['variant']} {cell['mode']} b{int(cell['batch_size'])} {cell['device_setup']}"
+
+
+def _ok(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["images_per_s"].notna()] if not summary.empty else summary
+
+
+def _pairs(summary: pd.DataFrame, column: str, first: str, second: str, keys: list[str]):
+    """(key values, fastest cell of ``first``, fastest cell of ``second``) where both finished."""
+    cells = _ok(summary)
+    if cells.empty:
+        return
+    for values, group in cells[cells[column].isin([first, second])].groupby(keys, sort=False, dropna=False):
+        a, b = fastest_cell(group[group[column] == first]), fastest_cell(group[group[column] == second])
+        if a is not None and b is not None:
+            yield dict(zip(keys, values, strict=True)), a, b
+
+
+def framework_findings(summary: pd.DataFrame) -> list[str]:
+    """Per mode: which of Keras and PyTorch is faster in how many cells, and by how much in each."""
+    by_mode: dict[str, list[tuple[str, str]]] = {}
+    for _, torch_cell, keras_cell in _pairs(summary, "framework", "torch", "keras", ["variant", *SETUP]):
+        ratio, low, high = ratio_interval(torch_cell, keras_cell)
+        verdict = winner(low, high, "PyTorch", "Keras")
+        configs = f"Keras {config_label(keras_cell)}, PyTorch {config_label(torch_cell)}"
+        if verdict == "PyTorch":  # say the winner's factor: PyTorch/Keras, the interval inverted
+            text = f"PyTorch {1 / ratio:.2f}x Keras {_interval(1 / high, 1 / low)}"
+        elif verdict == "Keras":
+            text = f"Keras {ratio:.2f}x PyTorch {_interval(low, high)}"
+        else:
+            text = f"no clear winner, Keras/PyTorch {ratio:.2f} {_interval(low, high)}"
+        where = f"{keras_cell['variant']} b{int(keras_cell['batch_size'])} {keras_cell['device_setup']}"
+        by_mode.setdefault(keras_cell["mode"], []).append((verdict, f"{where}: {text} ({configs})"))
+    lines = []
+    for mode, cells in by_mode.items():
+        counts = Counter(verdict for verdict, _ in cells)
+        tally = f"Keras faster in {counts['Keras']}, PyTorch in {counts['PyTorch']} of {len(cells)} cells"
+        lines.append(f"{mode}: {tally}; " + "; ".join(text for _, text in cells))
+    return lines
+
+
+def split_findings(summary: pd.DataFrame) -> list[str]:
+    """Per framework: the split's images/s over the single tower's, same data set, mode, batch and devices."""
+    paper = summary[summary["layout"].isin(["single", "split"])] if not summary.empty else summary
+    by_framework: dict[str, list[str]] = {}
+    for key, single, split in _pairs(paper, "layout", "single", "split", ["framework", "dataset", *SETUP]):
+        ratio, low, high = ratio_interval(single, split)
+        verdict = winner(low, high, "single", "split")
+        gain = {"split": "faster", "single": "slower"}.get(verdict, "no clear difference")
+        by_framework.setdefault(key["framework"], []).append(
+            f"{key['dataset']} {key['mode']} b{int(key['batch_size'])} {key['device_setup']}: "
+            f"{ratio:.2f}x {_interval(low, high)} {gain} ({config_label(split)} vs {config_label(single)})"
+        )
+    return [f"split vs single, {_name(fw)}: " + "; ".join(cells) for fw, cells in by_framework.items()]
+
+
+def fast_path_findings(summary: pd.DataFrame) -> list[str]:
+    """Per framework: the configuration that won most often against its baseline, and its largest gain."""
+    cells = _ok(summary)
+    if cells.empty:
+        return []
+    lines = []
+    for framework, mine in cells.groupby("framework", sort=False):
+        wins: Counter[str] = Counter()
+        gains = []
+        for _, group in mine.groupby(["variant", *SETUP], sort=False):
+            configs = {config_label(cell) for _, cell in group.iterrows()}
+            if len(configs) < 2:
+                continue
+            default_impl = DEFAULT_SPLIT_IMPL.get(framework)
+            is_base = group["fast_path"].eq("fp32") & (
+                group["layout"].ne("split") | group["split_impl"].eq(default_impl)
+            )
+            base, best = fastest_cell(group[is_base]), fastest_cell(group)
+            if base is None:
+                continue
+            wins[config_label(best)] += 1
+            gains.append((ratio_interval(base, best), best))
+        if not gains:
+            continue
+        top, count = wins.most_common(1)[0]
+        (ratio, low, high), cell = max(gains, key=lambda gain: gain[0][0])
+        lines.append(
+            f"best fast path, {_name(framework)}: {top} fastest in {count} of {len(gains)} cells; largest gain "
+            f"{ratio:.2f}x baseline {_interval(low, high)} ({config_label(cell)} on {_where(cell)})"
+        )
+    return lines
+
+
+def ceiling_findings(summary: pd.DataFrame) -> list[str]:
+    """Per framework: the highest fraction of the device's ceiling any of its cells reached, with its IQR."""
+    cells = _ok(summary)
+    if cells.empty or cells["ceiling_gflops"].isna().all():
+        return []
+    ceiling = device_ceiling(cells)
+    fraction = per_device_gflops(cells) / ceiling
+    cells = cells.assign(device_ceiling=ceiling, fraction=fraction, device_kind=device_kind(cells))
+    lines = []
+    for framework, mine in cells[cells["fraction"].notna()].groupby("framework", sort=False):
+        cell = mine.loc[mine["fraction"].idxmax()]
+        low = cell["fraction"] * cell["images_per_s_q25"] / cell["images_per_s"]
+        high = cell["fraction"] * cell["images_per_s_q75"] / cell["images_per_s"]
+        lines.append(
+            f"{_name(framework)} reached at most {cell['fraction']:.1%} of the {cell['device_kind'].upper()} ceiling "
+            f"(IQR {low:.1%}–{high:.1%}; ceiling {cell['device_ceiling']:,.0f} GFLOP/s {cell['precision']}, the best "
+            f"matmul on this machine) with {config_label(cell)} on {_where(cell)}"
+        )
+    return lines
+
+
+def failure_findings(rows: pd.DataFrame) -> list[str]:
+    """One line per failed row: framework, cell, configuration, status and the error's first line."""
+    if rows.empty:
+        return []
+    lines = []
+    for _, row in rows[rows["status"] != "ok"].iterrows():
+        error = str(row["error"]).strip().splitlines()[0] if isinstance(row["error"], str) and row["error"] else ""
+        error = error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 1] + "…"
+        lines.append(
+            f"failed: {_name(row['framework'])} {_where(row)} ({config_label(row)}): {row['status']}"
+            + (f": {error}" if error else "")
+        )
+    return lines
+
+
+def build_findings(frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[str]:
+    """The findings of a tidy results frame (``reports.load``), per machine when there are several."""
+    if frame.empty:
+        return ["No result rows."]
+    summary = summarize_cells(frame) if summary is None else summary
+    environments = list(dict.fromkeys(frame["environment"]))
+    lines = []
+    if len(environments) > 1:
+        lines.append(
+            f"Results from {len(environments)} machines ({', '.join(environments)}): findings are given per machine; "
+            "figures from different machines are not pooled or compared."
+        )
+    for environment in environments:
+        part = summary[summary["environment"] == environment] if not summary.empty else summary
+        found = [
+            *framework_findings(part),
+            *split_findings(part),
+            *fast_path_findings(part),
+            *ceiling_findings(part),
+            *failure_findings(frame[frame["environment"] == environment]),
+        ]
+        found = found or ["no throughput cell finished on this machine."]
+        lines += [f"[{environment}] {line}" if len(environments) > 1 else line for line in found]
+    return lines
+
+
+def findings_markdown(findings: list[str]) -> str:
+    """The findings as a Markdown section: a bullet list and how to read its intervals."""
+    items = [f"- {line}" for line in findings]
+    return "\n".join(["## Findings", "", *items, "", f"> {INTERVAL_NOTE}", ""])
+
+
+def findings_html(findings: list[str]) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in findings)
+    return f'<h2>Findings</h2>\n<ul class="findings">{items}</ul>\n<p class="note">{html.escape(INTERVAL_NOTE)}</p>'
+
+
+def render_findings(findings: list[str], console: Console) -> None:
+    """The findings in a terminal, after ``bench.py run``'s tables."""
+    console.print("[bold]Findings[/]")
+    for line in findings:
+        console.print(f"  - {escape(line)}", highlight=False)
+    console.print(f"  {escape(INTERVAL_NOTE)}", highlight=False, style="dim")

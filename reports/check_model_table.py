@@ -6,12 +6,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benchmarks import frameworks
 from implementations.check_model import CheckReport
 from reports.parity_table import _count, _shape
 
 
 def render_check(report: CheckReport, console: Console) -> None:
-    framework = {"torch": "PyTorch", "keras": "Keras"}[report.framework]
+    framework = frameworks.label(report.framework)
     table = Table(title=f"{report.target} ({framework}) against {report.variant}", title_justify="left")
     for header in ("spec layer", "spec shape (CHW)", "spec params", "your layer", "your shape (CHW)", "your params"):
         table.add_column(header, justify="right" if "params" in header else "left")

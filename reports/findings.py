@@ -22,9 +22,9 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.matrix import DEFAULT_SPLIT_IMPL
+from benchmarks import frameworks
 from reports.ceilings import device_ceiling, device_kind, per_device_gflops
-from reports.tables import FRAMEWORK_NAMES, config_label, fastest_cell, ratio_interval, summarize_cells, winner
+from reports.tables import config_label, fastest_cell, ratio_interval, summarize_cells, winner
 
 SETUP = ["mode", "batch_size", "device_setup"]
 INTERVAL_NOTE = (
@@ -35,7 +35,7 @@ ERROR_CHARS = 140
 
 
 def _name(framework: str) -> str:
-    return FRAMEWORK_NAMES.get(framework, framework)
+    return frameworks.label(framework)
 
 
 def _interval(low: float, high: float) -> str:
@@ -63,24 +63,26 @@ def _pairs(summary: pd.DataFrame, column: str, first: str, second: str, keys: li
 
 
 def framework_findings(summary: pd.DataFrame) -> list[str]:
-    """Per mode: which of Keras and PyTorch is faster in how many cells, and by how much in each."""
+    """Per mode: which of the compared pair (PyTorch, Keras) is faster in how many cells, and by how much."""
+    first, second = frameworks.default_names()
+    a_name, b_name = _name(first), _name(second)
     by_mode: dict[str, list[tuple[str, str]]] = {}
-    for _, torch_cell, keras_cell in _pairs(summary, "framework", "torch", "keras", ["variant", *SETUP]):
-        ratio, low, high = ratio_interval(torch_cell, keras_cell)
-        verdict = winner(low, high, "PyTorch", "Keras")
-        configs = f"Keras {config_label(keras_cell)}, PyTorch {config_label(torch_cell)}"
-        if verdict == "PyTorch":  # say the winner's factor: PyTorch/Keras, the interval inverted
-            text = f"PyTorch {1 / ratio:.2f}x Keras {_interval(1 / high, 1 / low)}"
-        elif verdict == "Keras":
-            text = f"Keras {ratio:.2f}x PyTorch {_interval(low, high)}"
+    for _, a_cell, b_cell in _pairs(summary, "framework", first, second, ["variant", *SETUP]):
+        ratio, low, high = ratio_interval(a_cell, b_cell)
+        verdict = winner(low, high, a_name, b_name)
+        configs = f"{b_name} {config_label(b_cell)}, {a_name} {config_label(a_cell)}"
+        if verdict == a_name:  # say the winner's factor: first/second, the interval inverted
+            text = f"{a_name} {1 / ratio:.2f}x {b_name} {_interval(1 / high, 1 / low)}"
+        elif verdict == b_name:
+            text = f"{b_name} {ratio:.2f}x {a_name} {_interval(low, high)}"
         else:
-            text = f"no clear winner, Keras/PyTorch {ratio:.2f} {_interval(low, high)}"
-        where = f"{keras_cell['variant']} b{int(keras_cell['batch_size'])} {keras_cell['device_setup']}"
-        by_mode.setdefault(keras_cell["mode"], []).append((verdict, f"{where}: {text} ({configs})"))
+            text = f"no clear winner, {b_name}/{a_name} {ratio:.2f} {_interval(low, high)}"
+        where = f"{b_cell['variant']} b{int(b_cell['batch_size'])} {b_cell['device_setup']}"
+        by_mode.setdefault(b_cell["mode"], []).append((verdict, f"{where}: {text} ({configs})"))
     lines = []
     for mode, cells in by_mode.items():
         counts = Counter(verdict for verdict, _ in cells)
-        tally = f"Keras faster in {counts['Keras']}, PyTorch in {counts['PyTorch']} of {len(cells)} cells"
+        tally = f"{b_name} faster in {counts[b_name]}, {a_name} in {counts[a_name]} of {len(cells)} cells"
         lines.append(f"{mode}: {tally}; " + "; ".join(text for _, text in cells))
     return lines
 
@@ -113,7 +115,7 @@ def fast_path_findings(summary: pd.DataFrame) -> list[str]:
             configs = {config_label(cell) for _, cell in group.iterrows()}
             if len(configs) < 2:
                 continue
-            default_impl = DEFAULT_SPLIT_IMPL.get(framework)
+            default_impl = frameworks.default_split_impl(framework, group["variant"].iloc[0])
             is_base = group["fast_path"].eq("fp32") & (
                 group["layout"].ne("split") | group["split_impl"].eq(default_impl)
             )

@@ -157,7 +157,22 @@ def run(
         ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Timed steps per cell. Default: 10 on CPU, 50 on GPU, 5 with --quick.")
+        int | None,
+        typer.Option(
+            help="Timed steps per process: the minimum under --time-budget, the exact count with --time-budget 0. "
+            "Default: 5 on CPU, 20 on GPU."
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds of timed steps per process: steps go on until the median is within --target-precision "
+            "or this is spent. 0: exactly --steps. Default: 5, 1.5 with --quick."
+        ),
+    ] = None,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(help="Stop timing once the median's 95% interval is within this fraction. Default: 0.02."),
     ] = None,
     warmup: Annotated[
         int | None,
@@ -165,7 +180,13 @@ def run(
             help="Warm-up steps (the first is compile/tracing, reported apart). Default: 3, 10 on GPU, 2 with --quick."
         ),
     ] = None,
-    repeats: Annotated[int, typer.Option(help="Repeats of each cell, each in a fresh process.")] = 1,
+    repeats: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes per cell (each repeat a fresh process; compare judges per-process medians). Default: 3; "
+            "1 for a first look that compare cannot judge."
+        ),
+    ] = None,
     gpus: Annotated[
         int | None,
         typer.Option(help="GPUs to use: 0 = CPU. Default: all visible. With 2 or more, 1 GPU runs too, for scaling."),
@@ -233,6 +254,8 @@ def run(
         steps=steps,
         warmup=warmup,
         repeats=repeats,
+        time_budget_s=time_budget,
+        target_precision=target_precision,
         gpus=gpus,
         simulate_devices=simulate_devices,
         quick=quick,
@@ -570,9 +593,10 @@ def compare_results(
         bool, typer.Option("--markdown", help="Print Markdown (for a PR comment) instead of a table.")
     ] = False,
 ) -> None:
-    """Per cell, the change in images/s with a Mann-Whitney U test over per-step times.
+    """Per cell, the change in images/s, a test over per-process medians and the smallest change it could see.
 
-    Exits 1 when a significant slowdown exceeds the threshold (or a cell that worked now fails).
+    Exits 1 when a significant slowdown exceeds the threshold (or a cell that worked now fails). A
+    cell whose detectable change is above the threshold is "inconclusive: need about N repeats".
     """
     from benchmarks.results import ResultsFileError
     from reports.compare import compare, parse_threshold
@@ -588,6 +612,8 @@ def compare_results(
         print(result.to_markdown())
     else:
         result.render(console)
+    if result.nothing_to_compare:
+        raise fail(f"nothing to compare: {base} and {new} have no cell in common")
     raise typer.Exit(1 if result.has_regressions else 0)
 
 
@@ -611,9 +637,12 @@ def _row_line(row: dict) -> str:
     label = escape(CellConfig.from_dict(row["cell"]).label())  # "[compiled]" is text, not a style
     if row["status"] == "ok":
         metrics = row["metrics"]
+        precision = (metrics.get("timing_budget") or {}).get("median_precision")
+        within = f" ±{precision:.1%}" if precision is not None else ""
         return (
-            f"[green]ok[/]     {label}: {metrics['images_per_s']:,.1f} img/s "
-            f"(median step {metrics['median_step_s'] * 1e3:,.1f} ms, first step {metrics['first_step_s']:.2f} s)"
+            f"[green]ok[/]     {label}: {metrics['images_per_s']:,.1f} img/s (median step "
+            f"{metrics['median_step_s'] * 1e3:,.1f} ms{within} over {metrics['steps']} steps, "
+            f"first step {metrics['first_step_s']:.2f} s)"
         )
     return f"[red]{row['status']:<6}[/] {label}: {escape(str(row['error']))}"
 

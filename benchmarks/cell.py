@@ -46,6 +46,7 @@ def missing_backend(framework: str) -> str | None:
 
 
 MODES = ("train", "infer")
+KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left out of ``key()`` when unset
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
 LEARNING_RATE = 0.01
@@ -78,6 +79,10 @@ class CellConfig:
     precision: str = "fp32"  # or "bf16": PyTorch autocast, Keras mixed_bfloat16
     compiled: bool = False  # PyTorch torch.compile, Keras XLA (jit_compile)
     channels_last: bool = False  # PyTorch memory format (Keras is channels-last already)
+    # Timing by budget (benchmarks.timing.time_by_budget): 0 = exactly ``steps`` steps; else ``steps`` is
+    # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
+    time_budget_s: float = 0.0
+    target_precision: float = 0.0
 
     @property
     def devices(self) -> int:
@@ -99,7 +104,8 @@ class CellConfig:
 
     def key(self) -> str:
         """Stable identity of the cell, used by --resume."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        fields_ = {k: v for k, v in asdict(self).items() if not (k in KEY_OPTIONAL and not v)}
+        text = json.dumps(fields_, sort_keys=True)  # fields at their defaults left out: old keys still match
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def label(self) -> str:

@@ -500,9 +500,18 @@ def selfcheck(
     ] = None,
     variant: Annotated[str, typer.Option("--variant", "-v", help="Variant to time.")] = "cifar100-split",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step.")] = 16,
-    steps: Annotated[int, typer.Option(min=1, help="Steps per round (seven rounds of each loop, alternating).")] = 5,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Steps per round (at least seven rounds of each loop, alternating).")
+    ] = 5,
+    time_budget: Annotated[
+        float, typer.Option(min=0.0, help="Seconds per framework and mode for more rounds while undecided.")
+    ] = 60.0,
 ) -> None:
-    """Check the harness costs under 2%: runner's timed loop vs a bare loop, same model, same process."""
+    """Check the harness costs under 2%: runner's timed loop vs a bare loop, same model, same process.
+
+    The verdict needs the 95% interval of the median overhead to lie on one side of 2%; rounds too
+    noisy for that are "inconclusive" (exit 0): rerun on a quieter machine or with more --time-budget.
+    """
     from benchmarks.cell import FRAMEWORKS, MODES, CellConfig
     from benchmarks.matrix import DEFAULT_SPLIT_IMPL
     from benchmarks.runner import run_process, worker_command, worker_environment
@@ -518,32 +527,43 @@ def selfcheck(
     from rich.table import Table
 
     table = Table(title="Harness overhead (median over rounds; positive = the runner is slower)", title_justify="left")
-    for header in ("framework", "mode", "runner img/s", "bare loop img/s", "overhead", "IQR over rounds", "verdict"):
+    headers = ("framework", "mode", "runner img/s", "bare loop img/s", "overhead", "95% interval", "rounds", "verdict")
+    for header in headers:
         table.add_column(header, justify="left" if header in ("framework", "mode", "verdict") else "right")
-    failed = False
+    failed, undecided = False, 0
     for name in frameworks:
         for mode in MODES:
             impl = DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped"
-            cell = CellConfig(name, variant, mode, batch_size, impl, steps=steps, warmup=2)
+            cell = CellConfig(name, variant, mode, batch_size, impl, steps=steps, warmup=2, time_budget_s=time_budget)
             with console.status(f"timing {name} {mode}"):
                 result = run_process([*worker_command(cell), "--selfcheck"], worker_environment(cell), 1800)
             if result["status"] != "ok":
-                table.add_row(name, mode, "", "", "", "", f"[red]{result['status']}: {result.get('error')}[/]")
+                table.add_row(name, mode, "", "", "", "", "", f"[red]{result['status']}: {result.get('error')}[/]")
                 failed = True
                 continue
             m = result["metrics"]
-            ok = m["within_tolerance"]
-            failed |= not ok
+            decided = m.get("verdict", "within" if m["within_tolerance"] else "over")
+            failed |= decided == "over"
+            undecided += decided == "inconclusive"
+            low, high = m.get("overhead_low"), m.get("overhead_high")
             table.add_row(
                 name,
                 mode,
                 f"{m['harness_images_per_s']:,.1f}",
                 f"{m['bare_images_per_s']:,.1f}",
                 f"{m['overhead']:+.2%}",
-                f"{m['overhead_iqr']:.2%}",
-                "[green]within 2%[/]" if ok else "[red]over 2%[/]",
+                f"{low:+.2%} to {high:+.2%}" if low is not None and high is not None else "—",
+                str(m.get("rounds", "")),
+                {"within": "[green]within 2%[/]", "over": "[red]over 2%[/]"}.get(decided, "[yellow]inconclusive[/]"),
             )
     console.print(table)
+    if undecided:
+        console.print(
+            f"[yellow]inconclusive:[/] {undecided} check(s) too noisy to decide against 2% within the time budget "
+            "(the interval straddles the limit); not a failure. Rerun on a quieter machine or with a larger "
+            "--time-budget.",
+            highlight=False,
+        )
     if failed:
         raise typer.Exit(1)
 

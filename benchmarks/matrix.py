@@ -100,7 +100,9 @@ def validate(options: SweepOptions) -> None:
             f"--warmup must be at least 1 (the first step is always compile/tracing), got {options.warmup}"
         )
     if options.time_budget_s is not None and options.time_budget_s < 0:
-        raise SweepError(f"--time-budget must be 0 (a fixed --steps count) or more seconds, got {options.time_budget_s}")
+        raise SweepError(
+            f"--time-budget must be 0 (a fixed --steps count) or more seconds, got {options.time_budget_s}"
+        )
     if options.target_precision is not None and not 0 <= options.target_precision < 1:
         raise SweepError(f"--target-precision must be a fraction below 1 (0.02 for 2%), got {options.target_precision}")
     if options.repeats is not None and options.repeats < 1:

@@ -139,7 +139,9 @@ class ComparisonResult:
         for column in table.frame.columns:
             rich_table.add_column(
                 str(column),
-                justify="left" if column in (*COMPARE_KEYS, "impl", "fast path", "devices", "verdict", "note") else "right",
+                justify="left"
+                if column in (*COMPARE_KEYS, "impl", "fast path", "devices", "verdict", "note")
+                else "right",
             )
         for row in table.frame.itertuples(index=False):
             cells = [format_value(v, table.formats.get(c)) for c, v in zip(table.frame.columns, row, strict=True)]

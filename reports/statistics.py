@@ -56,9 +56,7 @@ def hierarchical_bootstrap(
     rng = np.random.default_rng(seed)
     count = len(arrays)
     # medians[j, b, k]: process j's steps resampled for slot k of replicate b.
-    medians = np.stack(
-        [np.median(rng.choice(steps, (resamples, count, steps.size)), axis=2) for steps in arrays]
-    )
+    medians = np.stack([np.median(rng.choice(steps, (resamples, count, steps.size)), axis=2) for steps in arrays])
     chosen = rng.integers(0, count, (resamples, count))
     picked = medians[chosen, np.arange(resamples)[:, None], np.arange(count)[None, :]]
     return np.median(picked, axis=1)

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from reports.load import load_results
 from reports.render import format_value, markdown_table
-from reports.statistics import cell_median, holm, process_test, repeats_needed
+from reports.statistics import MAX_REPEATS, cell_median, holm, process_test, repeats_needed
 from reports.tables import ReportTable, summarize_cells, throughput_rows
 
 COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
@@ -81,8 +81,9 @@ class ComparisonResult:
             f"{len(self.cells)} cells compared ({parts}). Regression: more than {self.threshold:.0%} slower AND "
             f"p < {self.alpha:g} in a t-test of the log per-process medians (each repeat is a process; p "
             f"Holm-adjusted over the {len(self.cells)} cells). detectable: the smallest change the test would catch "
-            f"80% of the time with these processes; when it exceeds {self.threshold:.0%}, a cell without a "
-            "significant change is inconclusive, not unchanged: rerun both sides with the repeats it names."
+            "80% of the time with these processes (spread: SD of the log per-process medians); when it exceeds "
+            f"{self.threshold:.0%}, a cell without a significant change is inconclusive, not unchanged: rerun both "
+            "sides with the repeats it names."
         )
 
     def table(self) -> ReportTable:
@@ -93,13 +94,15 @@ class ComparisonResult:
             "change": "change",
             "detectable": "detectable",
             "p_value": "p",
-            "base_processes": "processes base",
-            "new_processes": "processes new",
-            "spread": "run-to-run spread",
+            "base_processes": "procs base",
+            "new_processes": "procs new",
+            "spread": "spread",
             "verdict": "verdict",
             "note": "note",
         }
         frame = self.cells[list(columns)].rename(columns=columns) if not self.cells.empty else pd.DataFrame()
+        if not frame.empty and (frame["note"] == "").all():
+            frame = frame.drop(columns="note")
         frame = frame.rename(
             columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
         )
@@ -107,7 +110,7 @@ class ComparisonResult:
             "Comparison",
             frame,
             [self.headline()],
-            {"change": "+.1%", "detectable": ".1%", "p": ".2g", "run-to-run spread": ".1%"},
+            {"change": "+.1%", "detectable": ".1%", "p": ".2g", "spread": ".1%"},
             empty_text="Nothing to compare: no cell is in both sets of results.",
         )
 
@@ -229,6 +232,8 @@ def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: 
         return "improved"
     if line["detectable"] > threshold:
         needed = repeats_needed(line["spread"], threshold, alpha / max(cells, 1))
+        if needed is None or needed >= MAX_REPEATS:
+            return f"inconclusive: need over {MAX_REPEATS} repeats (too noisy here)"
         return f"inconclusive: need about {needed} repeats"
     return "no change"
 

@@ -14,6 +14,7 @@ from benchmarks.results import job_key
 from implementations.variants import get_variant
 
 MODES = ("train", "infer")
+KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left out of ``key()`` when unset
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
 LEARNING_RATE = 0.01
@@ -48,6 +49,10 @@ class CellConfig:
     precision: str = "fp32"  # or "bf16": PyTorch autocast, Keras mixed_bfloat16
     compiled: bool = False  # PyTorch torch.compile, Keras XLA (jit_compile)
     channels_last: bool = False  # PyTorch memory format (Keras is channels-last already)
+    # Timing by budget (benchmarks.measure.timing.time_by_budget): 0 = exactly ``steps`` steps; else ``steps`` is
+    # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
+    time_budget_s: float = 0.0
+    target_precision: float = 0.0
 
     @property
     def devices(self) -> int:
@@ -69,7 +74,8 @@ class CellConfig:
 
     def key(self) -> str:
         """Stable identity of the cell, used by --resume."""
-        return job_key(asdict(self))
+        fields_ = {k: v for k, v in asdict(self).items() if not (k in KEY_OPTIONAL and not v)}
+        return job_key(fields_)  # fields at their defaults left out: old keys still match
 
     def row_fields(self, framework_environment: dict | None = None) -> dict:
         """What a result row records of this cell besides its figures."""

@@ -17,7 +17,7 @@ import traceback
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
-from benchmarks.measure.timing import summarize, time_steps
+from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
@@ -31,7 +31,11 @@ def prepare(config: CellConfig) -> PreparedCell:
 
 
 def measure(config: CellConfig) -> tuple[dict, bool]:
-    """Warm up, then time ``config.steps`` steps with memory sampling; (figures, is_reporter)."""
+    """Warm up, then time steps with memory sampling; (figures, is_reporter).
+
+    ``config.steps`` steps, or with a time budget at least that many, until the median is
+    within ``config.target_precision`` or the budget is spent (``benchmarks.measure.timing``).
+    """
     rss_start = current_rss_bytes()
     started = time.perf_counter()
     cell = prepare(config)
@@ -41,7 +45,12 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
     if cell.reset_peak_memory:
         cell.reset_peak_memory()
     with NvmlSampler() as nvml:
-        step_times = time_steps(cell.step, cell.sync, config.steps)
+        if config.time_budget_s > 0:
+            step_times, budget = time_by_budget(
+                cell.step, cell.sync, config.steps, config.time_budget_s, config.target_precision
+            )
+        else:
+            step_times, budget = time_steps(cell.step, cell.sync, config.steps), {"steps_taken": config.steps}
     timing = summarize(step_times, cell.images_per_step)
     flops_per_image = forward_flops(get_variant(config.variant)) * (3 if config.mode == "train" else 1)
     achieved = flops_per_image * timing["images_per_s"]
@@ -55,6 +64,7 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
         "first_step_s": first_step_s,
         "warmup_step_s": warmup_times,
         "step_times_s": step_times,
+        "timing_budget": budget,
         "flops_per_image": flops_per_image,
         "flops_note": "forward conv+dense FLOPs from the spec; training counted as 3x forward",
         "achieved_flops_per_s": achieved,

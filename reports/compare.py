@@ -1,13 +1,23 @@
-"""Regression check: the same cells in two sets of results, with a significance test per cell.
+"""Regression check: the same cells in two sets of results, judged process by process.
 
-Cells are matched on framework, variant, split formulation, mode, batch size and device setup
-(repeats and seeds are pooled). For each, the change in median images/s, and a two-sided
-Mann-Whitney U test (``scipy.stats.mannwhitneyu``) of the per-step times, pooled over repeats:
-two-sided because a cell may get faster as well as slower, the direction coming from the median.
-A cell regressed when it lost more than ``threshold`` of its base throughput AND p < ``alpha``;
-it improved when it gained more than ``threshold`` AND p < ``alpha``; otherwise "no change". A
-cell that succeeded in the base and fails in the new results is "broken", which counts as a
-regression.
+Cells are matched on framework, variant, split formulation, fast path, mode, batch size and
+device setup. Each repeat of a cell is its own worker process, and the steps inside one process
+are not independent samples of a rerun, so the unit of evidence is a process (see
+``reports.statistics``):
+
+- change: the cell's images/s from the median of its per-process median step times, new over base;
+- p: Student's t-test on the log per-process medians, Holm-adjusted over the cells compared, so
+  that an A/A comparison of many cells stays below ``alpha`` as a whole;
+- detectable: the smallest change the test would have caught with 80% probability, from the
+  pooled spread of the per-process medians and the number of processes on each side, at the
+  Bonferroni level ``alpha / cells`` (Holm's strictest step).
+
+Verdicts: "regression" when the cell lost more than ``threshold`` of its base throughput AND the
+adjusted p < ``alpha``; "improved" likewise for a gain; otherwise "no change" only when the
+detectable change is within ``threshold``, else "inconclusive: need about N repeats" (N
+processes per side, from the same spread). With one process on each side the run-to-run spread
+is unknown and the verdict is inconclusive. A cell that succeeded in the base and fails in the
+new results is "broken", which counts as a regression.
 """
 
 from __future__ import annotations
@@ -20,11 +30,11 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import mannwhitneyu
 
 from reports.load import load_results
 from reports.render import format_value, markdown_table
-from reports.tables import ReportTable, summarize_cells
+from reports.statistics import MAX_REPEATS, cell_median, holm, process_test, repeats_needed
+from reports.tables import ReportTable, summarize_cells, throughput_rows
 
 COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
 REGRESSED = ("regression", "broken")
@@ -50,15 +60,30 @@ class ComparisonResult:
     def regressions(self) -> pd.DataFrame:
         return self.cells[self.cells["verdict"].isin(REGRESSED)] if not self.cells.empty else self.cells
 
+    @property
+    def nothing_to_compare(self) -> bool:
+        """No cell is in both sets of results."""
+        return self.cells.empty
+
     def counts(self) -> dict[str, int]:
-        counts = self.cells["verdict"].value_counts().to_dict() if not self.cells.empty else {}
-        return {**counts, "added": len(self.added), "removed": len(self.removed)}
+        """Cells per verdict ("inconclusive: need about N repeats" counted as inconclusive), added, removed."""
+        verdicts = self.cells["verdict"].str.split(":").str[0] if not self.cells.empty else pd.Series(dtype=str)
+        return {**verdicts.value_counts().to_dict(), "added": len(self.added), "removed": len(self.removed)}
 
     def headline(self) -> str:
+        if self.nothing_to_compare:
+            return (
+                f"Nothing to compare: no cell is in both sets of results (base has {len(self.removed)}, "
+                f"new has {len(self.added)}; listed above)."
+            )
         parts = ", ".join(f"{n} {verdict}" for verdict, n in self.counts().items())
         return (
             f"{len(self.cells)} cells compared ({parts}). Regression: more than {self.threshold:.0%} slower AND "
-            f"p < {self.alpha:g} in a two-sided Mann-Whitney U test of the per-step times (pooled over repeats)."
+            f"p < {self.alpha:g} in a t-test of the log per-process medians (each repeat is a process; p "
+            f"Holm-adjusted over the {len(self.cells)} cells). detectable: the smallest change the test would catch "
+            "80% of the time with these processes (spread: SD of the log per-process medians); when it exceeds "
+            f"{self.threshold:.0%}, a cell without a significant change is inconclusive, not unchanged: rerun both "
+            "sides with the repeats it names."
         )
 
     def table(self) -> ReportTable:
@@ -67,13 +92,17 @@ class ComparisonResult:
             "base_images_per_s": "base img/s",
             "new_images_per_s": "new img/s",
             "change": "change",
+            "detectable": "detectable",
             "p_value": "p",
-            "base_steps": "steps base",
-            "new_steps": "steps new",
+            "base_processes": "procs base",
+            "new_processes": "procs new",
+            "spread": "spread",
             "verdict": "verdict",
             "note": "note",
         }
         frame = self.cells[list(columns)].rename(columns=columns) if not self.cells.empty else pd.DataFrame()
+        if not frame.empty and (frame["note"] == "").all():
+            frame = frame.drop(columns="note")
         frame = frame.rename(
             columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
         )
@@ -81,8 +110,8 @@ class ComparisonResult:
             "Comparison",
             frame,
             [self.headline()],
-            {"change": "+.1%", "p": ".2g"},
-            empty_text="No cell is in both sets of results.",
+            {"change": "+.1%", "detectable": ".1%", "p": ".2g", "spread": ".1%"},
+            empty_text="Nothing to compare: no cell is in both sets of results.",
         )
 
     def to_markdown(self) -> str:
@@ -101,16 +130,26 @@ class ComparisonResult:
         """The comparison in the terminal, regressions in red."""
         for warning in self.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        if self.nothing_to_compare:
+            for title, frame in (("base", self.removed), ("new", self.added)):
+                console.print(f"{title} has {len(frame)} cells:", highlight=False)
+                for line in frame.itertuples(index=False):
+                    console.print(f"  {' '.join(str(v) for v in line)}", highlight=False)
+            console.print(self.headline(), highlight=False)
+            return
         table = self.table()
         rich_table = Table(title="Comparison: base -> new", title_justify="left")
         for column in table.frame.columns:
             rich_table.add_column(
                 str(column),
-                justify="right" if column in ("batch", "base img/s", "new img/s", "change", "p") else "left",
+                justify="left"
+                if column in (*COMPARE_KEYS, "impl", "fast path", "devices", "verdict", "note")
+                else "right",
             )
         for row in table.frame.itertuples(index=False):
             cells = [format_value(v, table.formats.get(c)) for c, v in zip(table.frame.columns, row, strict=True)]
-            style = VERDICT_STYLE.get(row[table.frame.columns.get_loc("verdict")])
+            verdict = row[table.frame.columns.get_loc("verdict")]
+            style = VERDICT_STYLE.get(verdict, "yellow" if verdict.startswith("inconclusive") else None)
             rich_table.add_row(*cells, style=style)
         console.print(rich_table)
         for title, frame in (("added", self.added), ("removed", self.removed)):
@@ -131,41 +170,91 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _min_p(n_base: int, n_new: int) -> float:
-    """The smallest two-sided p the exact Mann-Whitney U test can give with these sample sizes."""
-    return 2 / math.comb(n_base + n_new, n_base) if n_base and n_new else 1.0
+MIN_REPEATS = 3  # processes per side for a first estimate of the run-to-run spread
 
 
-def judge(base: pd.Series, new: pd.Series, threshold: float, alpha: float) -> dict:
-    """Change, p-value and verdict of one cell."""
+def _cell_rate(cell: pd.Series, processes: list[list[float]]) -> float:
+    """Images/s from the median of per-process medians; the rows' own figure without samples."""
+    median = cell_median(processes)
+    return cell["batch_size"] / median if processes and median > 0 else cell["images_per_s"]
+
+
+def judge(
+    base: pd.Series,
+    new: pd.Series,
+    threshold: float,
+    alpha: float,
+    base_processes: list[list[float]] | None = None,
+    new_processes: list[list[float]] | None = None,
+    cells: int = 1,
+) -> dict:
+    """Change, unadjusted p, detectable change and a provisional verdict of one cell (see the module docstring).
+
+    ``cells`` is the size of the family: the detectable change is computed at ``alpha / cells``.
+    ``compare`` then applies Holm's adjustment over all cells and settles the verdicts.
+    """
+    base_processes = base_processes if base_processes is not None else [base["samples"]] * bool(base["samples"])
+    new_processes = new_processes if new_processes is not None else [new["samples"]] * bool(new["samples"])
     base_ok, new_ok = not math.isnan(base["images_per_s"]), not math.isnan(new["images_per_s"])
     line = {
-        "base_images_per_s": base["images_per_s"],
-        "new_images_per_s": new["images_per_s"],
-        "base_steps": len(base["samples"]),
-        "new_steps": len(new["samples"]),
+        "base_images_per_s": _cell_rate(base, base_processes) if base_ok else math.nan,
+        "new_images_per_s": _cell_rate(new, new_processes) if new_ok else math.nan,
+        "base_processes": len(base_processes),
+        "new_processes": len(new_processes),
+        "base_steps": sum(len(p) for p in base_processes),
+        "new_steps": sum(len(p) for p in new_processes),
         "change": math.nan,
         "p_value": math.nan,
+        "detectable": math.nan,
+        "spread": math.nan,
         "note": "",
     }
     if not base_ok or not new_ok:
         verdict = {(True, False): "broken", (False, True): "fixed"}.get((base_ok, new_ok), "failed in both")
         line["note"] = f"base {base['status']}, new {new['status']}"
         return {**line, "verdict": verdict}
-    line["change"] = new["images_per_s"] / base["images_per_s"] - 1
-    if not base["samples"] or not new["samples"]:
+    line["change"] = line["new_images_per_s"] / line["base_images_per_s"] - 1
+    if not base_processes or not new_processes:
         return {**line, "verdict": "untested", "note": "no per-step samples on one side"}
-    line["p_value"] = float(mannwhitneyu(base["samples"], new["samples"], alternative="two-sided").pvalue)
-    significant = line["p_value"] < alpha
+    test = process_test(base_processes, new_processes, alpha / max(cells, 1))
+    line.update(p_value=test.p_value, detectable=test.detectable, spread=test.spread)
+    if math.isnan(test.p_value):
+        line["note"] = "one process per side: steps within a process are not independent samples of a rerun"
+        return {**line, "verdict": f"inconclusive: need at least {MIN_REPEATS} repeats"}
+    return {**line, "verdict": _verdict(line, test.p_value, threshold, alpha, cells)}
+
+
+def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: int) -> str:
+    significant = p_value < alpha
     if line["change"] < -threshold and significant:
-        verdict = "regression"
-    elif line["change"] > threshold and significant:
-        verdict = "improved"
-    else:
-        verdict = "no change"
-    if _min_p(line["base_steps"], line["new_steps"]) >= alpha:
-        line["note"] = f"too few steps for p < {alpha:g}; measure more steps"
-    return {**line, "verdict": verdict}
+        return "regression"
+    if line["change"] > threshold and significant:
+        return "improved"
+    if line["detectable"] > threshold:
+        needed = repeats_needed(line["spread"], threshold, alpha / max(cells, 1))
+        if needed is None or needed >= MAX_REPEATS:
+            return f"inconclusive: need over {MAX_REPEATS} repeats (too noisy here)"
+        return f"inconclusive: need about {needed} repeats"
+    return "no change"
+
+
+def _settle(lines: list[dict], threshold: float, alpha: float) -> None:
+    """Holm-adjust the cells' p-values as one family and decide the verdicts that rest on them."""
+    tested = [i for i, line in enumerate(lines) if not math.isnan(line["p_value"])]
+    adjusted = holm([lines[i]["p_value"] for i in tested])
+    for i, p in zip(tested, adjusted, strict=True):
+        lines[i]["p_value"] = p
+        lines[i]["verdict"] = _verdict(lines[i], p, threshold, alpha, len(lines))
+
+
+def _processes(frame: pd.DataFrame) -> dict[tuple, list[list[float]]]:
+    """Per cell key, the per-step times of each successful process (repeat) that has them."""
+    rows = throughput_rows(frame)
+    found: dict[tuple, list[list[float]]] = {}
+    for key, group in rows.groupby(COMPARE_KEYS, sort=False, dropna=False):
+        ok = group[group["status"] == "ok"]
+        found[key] = [list(t) for t in ok["step_times_s"] if isinstance(t, list) and t]
+    return found
 
 
 def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -202,18 +291,33 @@ def compare(
         removed = base_cells[COMPARE_KEYS].reset_index(drop=True) if not base_cells.empty else empty_keys
         return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha)
     common = [key for key in base_cells.index if key in new_cells.index]
+    added = new_cells.loc[[k for k in new_cells.index if k not in base_cells.index], COMPARE_KEYS]
+    removed = base_cells.loc[[k for k in base_cells.index if k not in new_cells.index], COMPARE_KEYS]
+    if not common:
+        return ComparisonResult(
+            pd.DataFrame(), added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha
+        )
+    base_processes, new_processes = _processes(base.frame), _processes(new.frame)
     lines = [
         {
             **dict(zip(COMPARE_KEYS, key, strict=True)),
-            **judge(base_cells.loc[key], new_cells.loc[key], threshold, alpha),
+            **judge(
+                base_cells.loc[key],
+                new_cells.loc[key],
+                threshold,
+                alpha,
+                base_processes.get(key, []),
+                new_processes.get(key, []),
+                cells=len(common),
+            ),
         }
         for key in common
     ]
-    added = new_cells.loc[[k for k in new_cells.index if k not in base_cells.index], COMPARE_KEYS]
-    removed = base_cells.loc[[k for k in base_cells.index if k not in new_cells.index], COMPARE_KEYS]
+    _settle(lines, threshold, alpha)
     order = {"broken": 0, "regression": 1, "failed in both": 2, "untested": 3, "improved": 4, "fixed": 5}
     cells = pd.DataFrame(lines)
-    cells = cells.sort_values("verdict", key=lambda v: v.map(order).fillna(9), kind="stable").reset_index(drop=True)
+    rank = cells["verdict"].map(lambda v: order.get(v, 7 if v.startswith("inconclusive") else 9))
+    cells = cells.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
     return ComparisonResult(
         cells, added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha
     )

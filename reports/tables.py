@@ -5,9 +5,11 @@ images/s and the interquartile range. Every table keeps an ``environment`` colum
 from different machines are never compared with each other. Failed cells keep their status and
 have missing figures (NaN), never zero.
 
-Ratios (Keras/PyTorch, towers/grouped, ...) carry a 95% interval from a percentile bootstrap:
-both sides' per-step times are resampled with replacement (2,000 times, seed 0), and the ratio of
-the resampled median throughputs gives the 2.5th and 97.5th percentiles. Without per-step
+Ratios (Keras/PyTorch, towers/grouped, ...) carry a 95% interval from a hierarchical percentile
+bootstrap (``reports.statistics``): each side's processes (repeats) are resampled, then each chosen
+process's steps (2,000 times, seed 0), and the ratio of the resampled medians of per-process
+median throughputs gives the 2.5th and 97.5th percentiles; with one process per side it sees only
+the steps' spread, and the tables' run-to-run spread note says so. Without per-step
 samples (fewer than 2 on a side) the interval is the ratio of quartile throughputs instead
 (q25/q75 to q75/q25), which is wider. A side is called faster only when the interval excludes 1.
 """
@@ -25,14 +27,15 @@ from implementations.spec import SpecError, infer
 from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
 from reports.ceilings import device_ceiling, per_device_gflops
 from reports.parity_table import variants_frame
+from reports.statistics import process_spread, ratio_replicates
 
 THROUGHPUT_MODES = ("train", "infer")
 CELL_KEYS = ["environment", "framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
 BOOTSTRAP_RESAMPLES = 2000
 RATIO_NOTE = (
-    "ratio: median images/s of the second over the first; 95% interval by percentile bootstrap of the "
-    f"per-step times (pooled over repeats, {BOOTSTRAP_RESAMPLES:,} resamples); where a side has fewer than 2 "
-    "samples, the ratio of quartile throughputs. 'no clear winner' when the interval contains 1."
+    "ratio: median images/s of the second over the first; 95% interval by hierarchical bootstrap (processes, "
+    f"then their steps; {BOOTSTRAP_RESAMPLES:,} resamples); where a side has fewer than 2 samples, the ratio of "
+    "quartile throughputs. 'no clear winner' when the interval contains 1."
 )
 
 
@@ -45,6 +48,22 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     empty_text: str = "No data for this table in these results."
+
+
+def spread_note(summary: pd.DataFrame) -> str:
+    """The run-to-run spread these cells showed: SD of log per-process medians, or that it was not measured."""
+    if summary.empty or "processes" not in summary:
+        return "run-to-run spread: no per-step samples to measure it."
+    spreads = [process_spread(p) for p in summary["processes"] if isinstance(p, list) and len(p) >= 2]
+    if not spreads:
+        return (
+            "run-to-run spread: not measured (one process per cell); intervals see only the steps of one process, "
+            "and a rerun may differ by more. Run with --repeats 3 or more."
+        )
+    return (
+        f"run-to-run spread (SD of per-process medians, {len(spreads)} cells with 2+ processes): median "
+        f"{np.median(spreads):.1%}, largest {max(spreads):.1%}."
+    )
 
 
 def throughput_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +127,7 @@ def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.Da
                 "images_per_s_q75": pooled["q75"],
                 "iqr_images_per_s": pooled["q75"] - pooled["q25"],
                 "samples": pooled["samples"],
+                "processes": [list(t) for t in ok["step_times_s"] if isinstance(t, list) and t],
                 "first_step_s": ok["first_step_s"].median(),
                 "peak_rss_mib": ok["peak_rss_mib"].max(),
                 "nvml_peak_mib": ok["nvml_peak_mib"].max(),
@@ -129,10 +149,9 @@ def ratio_interval(
     samples_a, samples_b = np.asarray(a["samples"], float), np.asarray(b["samples"], float)
     if len(samples_a) < 2 or len(samples_b) < 2:
         return ratio, b["images_per_s_q25"] / a["images_per_s_q75"], b["images_per_s_q75"] / a["images_per_s_q25"]
-    rng = np.random.default_rng(seed)
-    median_a = np.median(rng.choice(samples_a, (resamples, len(samples_a))), axis=1)
-    median_b = np.median(rng.choice(samples_b, (resamples, len(samples_b))), axis=1)
-    ratios = (b["batch_size"] / median_b) / (a["batch_size"] / median_a)
+    processes_a = a.get("processes") or [list(samples_a)]
+    processes_b = b.get("processes") or [list(samples_b)]
+    ratios = ratio_replicates(processes_a, processes_b, a["batch_size"], b["batch_size"], seed)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return ratio, float(low), float(high)
 
@@ -268,6 +287,7 @@ def cells_table(summary: pd.DataFrame) -> ReportTable:
     notes = [
         "img/s: batch / median step time, per-step times pooled over repeats; IQR: the interquartile range of "
         "per-step images/s. A failed cell shows its status and no figures.",
+        spread_note(summary),
         "memory: peak RSS is the worker process on CPU (framework runtime included); on GPU, NVML's device peak "
         "during the timed steps and the framework allocator's peak, summed over devices.",
     ]
@@ -288,6 +308,7 @@ def framework_table(summary: pd.DataFrame) -> ReportTable:
     table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), show_impl=True)
     notes = [
         RATIO_NOTE,
+        spread_note(summary),
         "each framework's fastest measured configuration, named under config: the split formulation (split "
         "variants) and the fast path (fp32 is the plain model; see the formulation and fast-path tables).",
     ]
@@ -377,7 +398,9 @@ def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
         keys = ["environment", "framework", other, *setup]
         table = contrast(cells, column, first, second, keys, names, show_impl=True, both_measured=True)
         empty = f"No cell was measured as both {names[0]} and {names[1]} with the same settings."
-        tables.append(ReportTable(title, display_names(table), [RATIO_NOTE, note], empty_text=empty))
+        tables.append(
+            ReportTable(title, display_names(table), [RATIO_NOTE, spread_note(cells), note], empty_text=empty)
+        )
     return tables
 
 

@@ -136,8 +136,13 @@ def sweep(
     spread: float = 0.03,
     host: dict | None = None,
     repeats: int = 1,
+    process_spread: float = 0.0,
 ) -> list[dict]:
-    """Rows of a whole sweep; each step time is multiplied by ``slowdown`` (1.25: 20% fewer images/s)."""
+    """Rows of a whole sweep; each step time is multiplied by ``slowdown`` (1.25: 20% fewer images/s).
+
+    Each repeat is a process whose median is shifted by a log-normal factor of ``process_spread``,
+    as thread placement and memory layout shift a whole worker process on a real machine.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for framework in frameworks:
@@ -149,7 +154,8 @@ def sweep(
                         config = CellConfig(
                             framework, variant, mode, batch, split_impl=impl, steps=steps, repeat=repeat
                         )
-                        times = step_times(rng, batch / rate(config), steps, spread)
+                        shift = float(np.exp(rng.normal(0.0, process_spread))) if process_spread else 1.0
+                        times = step_times(rng, shift * batch / rate(config), steps, spread)
                         rows.append(ok_row(config, [t * slowdown for t in times], host, run_id=f"run-{seed}"))
     return rows
 

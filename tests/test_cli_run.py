@@ -71,6 +71,10 @@ def test_a_small_sweep_prints_the_table_writes_rows_and_resumes(tmp_path):
         "2",
         "--warmup",
         "1",
+        "--repeats",
+        "1",
+        "--time-budget",
+        "0",
         "--results",
         str(path),
     ]

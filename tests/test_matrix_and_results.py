@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from benchmarks.cell import CellConfig
-from benchmarks.matrix import SweepError, SweepOptions, device_setups, plan
+from benchmarks.matrix import CPU_DEFAULT, QUICK, SweepError, SweepOptions, device_setups, plan
 from benchmarks.results import (
     SCHEMA_VERSION,
     ResultRow,
@@ -20,7 +20,8 @@ from benchmarks.results import (
 
 def test_default_cpu_plan_covers_every_paper_variant_mode_and_framework():
     cells = plan(SweepOptions())
-    assert len(cells) == 4 * 2 * 2
+    assert len(cells) == 4 * 2 * 2 * CPU_DEFAULT.repeats
+    assert [c.repeat for c in cells[:16]] == [0] * 16  # repeats outermost: one pass of the sweep, then another
     assert {c.variant for c in cells} == {"imagenet-single", "imagenet-split", "cifar100-single", "cifar100-split"}
     assert {(c.framework, c.split_impl) for c in cells if "split" in c.variant} == {
         ("torch", "grouped"),
@@ -33,7 +34,7 @@ def test_quick_plan_is_small_and_both_split_impls_can_be_asked_for():
     cells = plan(SweepOptions(quick=True, split_impls=["grouped", "towers"]))
     assert {c.variant for c in cells} == {"cifar100-single", "cifar100-split"}
     split = [c for c in cells if c.variant == "cifar100-split"]
-    assert len(split) == 2 * 2 * 2  # modes x frameworks x formulations
+    assert len(split) == 2 * 2 * 2 * QUICK.repeats  # modes x frameworks x formulations x processes
     assert all(c.steps == 5 and c.batch_size == 16 for c in cells)
 
 

@@ -40,6 +40,26 @@ def git_commit() -> dict[str, object]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+RUN_SETTING_PREFIXES = ("OMP_", "KMP_", "MKL_", "OPENBLAS_", "TF_NUM_", "TF_ENABLE_ONEDNN", "DNNL_", "ONEDNN_")
+
+
+def cpu_run_settings(environ: dict[str, str] | None = None, root: Path = Path("/")) -> dict[str, object]:
+    """CPU settings that change results: thread variables, a preloaded allocator, affinity, frequency governor."""
+    environ = dict(os.environ) if environ is None else environ
+    governor_file = root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+    try:
+        governor = governor_file.read_text().strip()
+    except OSError:
+        governor = None  # not readable here (containers, VMs)
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "thread_variables": {k: v for k, v in sorted(environ.items()) if k.startswith(RUN_SETTING_PREFIXES)},
+        "ld_preload": environ.get("LD_PRELOAD") or None,  # e.g. jemalloc or tcmalloc
+        "affinity": affinity,
+        "governor": governor,
+    }
+
+
 def machine_environment() -> dict[str, object]:
     """Machine facts the parent can read without loading a framework."""
     gpus, gpu_error = nvml_gpus()
@@ -62,6 +82,7 @@ def machine_environment() -> dict[str, object]:
         "gpu_driver": driver,
         "gpu_probe": gpu_error,
         "git": git_commit(),
+        "cpu_run_settings": cpu_run_settings(),
     }
 
 

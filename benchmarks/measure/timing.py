@@ -1,11 +1,92 @@
-"""Timing a step function honestly: each step bracketed by device synchronisation, every sample kept."""
+"""Timing a step function honestly: each step bracketed by device synchronisation, every sample kept.
+
+``time_by_budget`` decides how many steps to take the way ``timeit.autorange`` and pyperf's
+calibration do, from the measurement itself: steps are taken until the median's 95% interval is
+within a target relative width, or a time budget runs out, but never fewer than a minimum count.
+The interval is distribution-free (order statistics around the median, from the binomial
+distribution), so no shape of the step-time distribution is assumed.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
+
+MAX_STEPS = 500  # a cap on steps per process: beyond it, more processes help more than more steps
+
+
+def median_interval_ranks(count: int, level: float = 0.95) -> tuple[int, int] | None:
+    """0-based ranks (low, high) of sorted samples bracketing the median with coverage >= ``level``.
+
+    The number of samples below the true median is Binomial(count, 1/2); None when ``count`` is
+    too small for any pair of ranks to reach ``level`` (fewer than 6 samples at 95%).
+    """
+    tail = (1 - level) / 2
+    cumulative, below = 0.0, -1
+    for k in range(count + 1):
+        cumulative += math.comb(count, k) / 2**count
+        if cumulative > tail:
+            break
+        below = k
+    if below < 0:
+        return None
+    return below, count - 1 - below
+
+
+def median_precision(step_times: list[float], level: float = 0.95) -> float:
+    """Half-width of the median's distribution-free interval, relative to the median; inf when too few samples."""
+    ranks = median_interval_ranks(len(step_times), level)
+    if ranks is None:
+        return math.inf
+    ordered = sorted(step_times)
+    median = float(np.median(ordered))
+    return (ordered[ranks[1]] - ordered[ranks[0]]) / 2 / median if median > 0 else math.inf
+
+
+def time_by_budget(
+    step: Callable[[], object],
+    sync: Callable[[], None],
+    min_steps: int,
+    budget_s: float,
+    target: float,
+    max_steps: int = MAX_STEPS,
+) -> tuple[list[float], dict[str, object]]:
+    """Step times until the median is known within ``target`` (relative half-width) or ``budget_s`` is spent.
+
+    Always at least ``min_steps`` and at most ``max_steps``. The second value records the budget,
+    the target, what was reached and why timing stopped, so every row says how it was measured.
+    """
+    times: list[float] = []
+    sync()
+    started = time.perf_counter()
+    precision, reason = math.inf, "max steps"
+    while len(times) < max_steps:
+        start = time.perf_counter()
+        step()
+        sync()
+        end = time.perf_counter()
+        times.append(end - start)
+        if len(times) < min_steps:
+            continue
+        precision = median_precision(times)
+        if precision <= target:
+            reason = "target precision"
+            break
+        if end - started >= budget_s:
+            reason = "time budget"
+            break
+    return times, {
+        "time_budget_s": budget_s,
+        "target_precision": target,
+        "min_steps": min_steps,
+        "steps_taken": len(times),
+        "median_precision": precision if math.isfinite(precision) else None,
+        "stopped_by": reason,
+        "timed_s": time.perf_counter() - started,
+    }
 
 
 def time_steps(step: Callable[[], object], sync: Callable[[], None], count: int) -> list[float]:

@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatten, MaxPool, infer  # noqa: E402
+from implementations.towers import split_width, streams  # noqa: E402
 from implementations.variants import SPLIT_IMPLS  # noqa: E402
-
-LayerWeights = dict[str, dict[str, np.ndarray]]
+from implementations.weight_mapping import LayerWeights  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -102,7 +102,7 @@ def make_layers(layer, name: str, towers: int, groups: int) -> list[layers.Layer
     if isinstance(layer, Conv):
         narrowed = Conv(
             layer.name,
-            layer.filters // towers,
+            split_width(layer.filters, towers, layer.name),
             layer.kernel,
             layer.stride,
             layer.padding,
@@ -117,7 +117,7 @@ def make_layers(layer, name: str, towers: int, groups: int) -> list[layers.Layer
     if isinstance(layer, Flatten):
         return [layers.Flatten(name=name)]
     if isinstance(layer, Dense):
-        return [layers.Dense(layer.units // towers, activation=layer.activation, name=name)]
+        return [layers.Dense(split_width(layer.units, towers, layer.name), activation=layer.activation, name=name)]
     if isinstance(layer, Dropout):
         return [layers.Dropout(layer.rate, name=name)]
     raise TypeError(f"no Keras layer for {type(layer).__name__}")
@@ -150,13 +150,7 @@ def build_keras_model(arch: Architecture, split_impl: str = "grouped") -> keras.
     xs = [inputs]
     for layer in arch.layers:
         towers = getattr(layer, "towers", 1)
-        if isinstance(layer, (Conv, LRN)):
-            wanted = towers if as_tensors else 1
-        elif isinstance(layer, (Flatten, Dense)):
-            wanted = 1
-        else:
-            wanted = None
-        xs = _regroup(xs, wanted, layer.name)
+        xs = _regroup(xs, streams(layer, as_tensors), layer.name)
         if len(xs) == 1:
             groups = 1 if as_tensors else towers
             xs = [apply_stack(make_layers(layer, layer.name, 1, groups), xs[0])]

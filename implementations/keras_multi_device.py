@@ -28,7 +28,8 @@ from keras import ops  # noqa: E402
 
 from implementations.keras_alexnet import apply_stack, build_keras_model, make_layers  # noqa: E402
 from implementations.keras_training import compile_for_training  # noqa: E402
-from implementations.spec import LRN, Architecture, Conv, Dense, Flatten, infer  # noqa: E402
+from implementations.spec import Architecture, Conv, Dense  # noqa: E402
+from implementations.towers import check_one_tower_per_device, sees_every_tower  # noqa: E402
 
 _TOO_LATE = (
     "TensorFlow's runtime has already started (any tensor, op or model starts it), and devices "
@@ -39,7 +40,7 @@ _TOO_LATE = (
 def configure_logical_cpus(n: int) -> list[str]:
     """Split the host CPU into ``n`` logical TensorFlow devices and return their names.
 
-    This runs the multi-device code for real on a machine without GPUs (DESIGN.md section 5).
+    This runs the multi-device code for real on a machine without GPUs.
     The logical devices share the host's cores and thread pool: it tests correctness, not speed.
     Calling it again with the same ``n`` is harmless; TensorFlow ignores an unchanged layout.
     """
@@ -57,7 +58,7 @@ def visible_gpus() -> list[str]:
     """TensorFlow's logical GPU names, with memory growth on for every physical GPU.
 
     Without memory growth TensorFlow reserves nearly all of each card's memory at start-up, so
-    its allocator peak (DESIGN.md section 4) and NVML's reading would say nothing. Like
+    its allocator peak and NVML's reading would say nothing. Like
     :func:`configure_logical_cpus` this must run before the runtime starts.
     """
     try:
@@ -75,7 +76,8 @@ def distribute_batch(strategy: tf.distribute.Strategy, *arrays) -> tuple:
     """Split each global batch along axis 0 into one shard per replica, on the replica's device.
 
     Each array is split where it lives, so each device receives only its own shard. Call it
-    once outside a timed loop to keep the synthetic inputs on the devices (DESIGN.md section 4).
+    once outside a timed loop to keep the synthetic inputs on the devices: the input pipeline is
+    not what a step's timing should measure.
     """
     replicas = strategy.num_replicas_in_sync
     devices = strategy.extended.worker_devices
@@ -170,13 +172,6 @@ def build_data_parallel(
 # --- model parallel -------------------------------------------------------------------------
 
 
-def _sees_every_tower(layer) -> bool:
-    """Where the paper's GPUs communicate: conv1, conv3, the flatten and the dense layers."""
-    if isinstance(layer, (Conv, LRN)):
-        return layer.towers == 1
-    return isinstance(layer, (Flatten, Dense))
-
-
 class ModelParallelAlexNet(keras.Model):
     """The paper's split network (section 3.2, figure 2) with tower ``i`` on ``devices[i]``.
 
@@ -197,19 +192,7 @@ class ModelParallelAlexNet(keras.Model):
     """
 
     def __init__(self, arch: Architecture, devices: Sequence[str], **kwargs) -> None:
-        infer(arch)
-        if not arch.is_split:
-            raise ValueError(f"{arch.name} has a single tower; model parallelism needs a split variant")
-        layouts = {getattr(layer, "towers", 1) for layer in arch.layers} - {1}
-        if len(layouts) > 1:
-            raise ValueError(f"{arch.name}: layers split into different tower counts {sorted(layouts)}")
-        (towers,) = layouts
-        if len(devices) != towers:
-            raise ValueError(f"{arch.name} has {towers} towers and needs one device per tower, got {len(devices)}")
-        for layer in arch.layers:
-            width = layer.filters if isinstance(layer, Conv) else layer.units if isinstance(layer, Dense) else 0
-            if width % towers:
-                raise ValueError(f"{layer.name}: {width} outputs do not split over {towers} devices")
+        towers = check_one_tower_per_device(arch, len(devices))
         kwargs.setdefault("name", f"alexnet_{arch.name}_model_parallel".replace("-", "_"))
         super().__init__(**kwargs)
         self.arch, self.tower_devices = arch, list(devices)
@@ -261,7 +244,7 @@ class ModelParallelAlexNet(keras.Model):
         xs = [images] * len(self.tower_devices)
         whole = True  # does every device hold all channels (True) or only its tower's (False)?
         for layer, stacks in zip(self.arch.layers, self.stacks, strict=True):
-            joins, splits = _sees_every_tower(layer) and not whole, getattr(layer, "towers", 1) > 1 and whole
+            joins, splits = sees_every_tower(layer) and not whole, getattr(layer, "towers", 1) > 1 and whole
             outputs = []
             for i, (device, stack) in enumerate(zip(self.tower_devices, stacks, strict=True)):
                 with tf.device(device):

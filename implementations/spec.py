@@ -228,8 +228,3 @@ def forward_flops(arch: Architecture) -> int:
     ReLU, LRN, pooling and bias additions are left out: they are well under 1% of the total.
     """
     return sum(info.flops for info in infer(arch))
-
-
-def neuron_counts(arch: Architecture) -> dict[str, int]:
-    """Neurons of each weight layer (outputs before pooling), as the paper counts them."""
-    return {info.name: info.neurons for info in infer(arch) if info.kind in ("conv", "dense")}

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatten, MaxPool, infer
+from implementations.towers import split_width, streams
 from implementations.variants import SPLIT_IMPLS
-
-LayerWeights = dict[str, dict[str, np.ndarray]]
+from implementations.weight_mapping import LayerWeights
 
 
 class LocalResponseNorm(nn.Module):
@@ -68,7 +68,8 @@ def _conv(layer: Conv, in_channels: int, towers_as_tensors: bool) -> nn.Module:
 
     t = layer.towers
     if towers_as_tensors and t > 1:
-        return PerTower([conv(in_channels // t, layer.filters // t, 1) for _ in range(t)])
+        width = split_width(layer.filters, t, layer.name)
+        return PerTower([conv(in_channels // t, width, 1) for _ in range(t)])
     return conv(in_channels, layer.filters, t)
 
 
@@ -91,7 +92,7 @@ class AlexNet(nn.Module):
         self.streams: dict[str, int | None] = {}
         for layer, info in zip(arch.layers, infer(arch), strict=True):
             towers = getattr(layer, "towers", 1)
-            self.streams[layer.name] = (towers if as_tensors else 1) if isinstance(layer, (Conv, LRN)) else None
+            self.streams[layer.name] = streams(layer, as_tensors)
             if isinstance(layer, Conv):
                 block = _conv(layer, info.input_shape[0], as_tensors)
             elif isinstance(layer, LRN):
@@ -101,11 +102,9 @@ class AlexNet(nn.Module):
                 block = nn.MaxPool2d(layer.size, layer.stride)
             elif isinstance(layer, Flatten):
                 block = nn.Flatten()
-                self.streams[layer.name] = 1
             elif isinstance(layer, Dense):
                 linear = nn.Linear(info.input_shape[0], layer.units)
                 block = nn.Sequential(linear, *activation_modules(layer.activation))
-                self.streams[layer.name] = 1
             elif isinstance(layer, Dropout):
                 block = nn.Dropout(layer.rate)
             else:

@@ -16,7 +16,7 @@ is exactly :meth:`~implementations.torch_alexnet.AlexNet.export_weights`' layout
 one) and the two models load each other's weights.
 
 ``["cpu", "cpu"]`` runs the same code as ``["cuda:0", "cuda:1"]``; that is how it is tested
-without GPUs (DESIGN.md section 5).
+without GPUs, and ``["cuda:0", "cuda:0"]`` runs the two-GPU code on one GPU.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatten, Layer, MaxPool, infer
 from implementations.torch_alexnet import (
-    LayerWeights,
     LocalResponseNorm,
     PerTower,
     activation_modules,
@@ -36,6 +35,8 @@ from implementations.torch_alexnet import (
     export_block_weights,
     import_block_weights,
 )
+from implementations.towers import check_one_tower_per_device, output_width, sees_every_tower
+from implementations.weight_mapping import LayerWeights
 
 
 def _to(x: Tensor, device: torch.device) -> Tensor:
@@ -52,18 +53,6 @@ def _join(xs: Sequence[Tensor], device: torch.device) -> Tensor:
     return torch.cat([_to(x, device) for x in xs], dim=1)
 
 
-def _tower_count(arch: Architecture) -> int:
-    towers = {getattr(layer, "towers", 1) for layer in arch.layers} - {1}
-    if not towers:
-        raise ValueError(
-            f"{arch.name} has a single tower: model parallelism splits the paper's two-tower network "
-            "(section 3.2); use a split variant, or AlexNet on one device"
-        )
-    if len(towers) > 1:
-        raise ValueError(f"{arch.name}: layers disagree on the number of towers {sorted(towers)}")
-    return towers.pop()
-
-
 def _check_device(device: torch.device) -> None:
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device} asked for, but {torch.cuda.device_count()} CUDA device(s) found")
@@ -78,11 +67,7 @@ class ModelParallelAlexNet(nn.Module):
 
     def __init__(self, arch: Architecture, devices: Sequence[str | torch.device]) -> None:
         super().__init__()
-        towers = _tower_count(arch)
-        if len(devices) != towers:
-            raise ValueError(
-                f"{arch.name} has {towers} towers and needs one device per tower, got {len(devices)}: {list(devices)}"
-            )
+        towers = check_one_tower_per_device(arch, len(devices))
         self.arch = arch
         self.devices = [torch.device(d) for d in devices]
         for device in self.devices:
@@ -92,17 +77,12 @@ class ModelParallelAlexNet(nn.Module):
         self.joins: set[str] = set()
         for layer, info in zip(arch.layers, infer(arch), strict=True):
             self.blocks[layer.name] = self._block(layer, info.input_shape, towers)
-            if isinstance(layer, Dense) or (isinstance(layer, Conv) and layer.towers == 1):
+            if sees_every_tower(layer) and output_width(layer):
                 self.joins.add(layer.name)
 
     def _block(self, layer: Layer, input_shape: tuple[int, ...], towers: int) -> nn.Module:
         """One spec layer: a :class:`PerTower` of per-device halves, or one parameter-free module."""
         name = layer.name
-        if isinstance(layer, (Conv, LRN)) and layer.towers not in (1, towers):
-            raise ValueError(f"{name}: towers={layer.towers} cannot be laid out over {towers} devices")
-        outputs = layer.filters if isinstance(layer, Conv) else getattr(layer, "units", 0)
-        if outputs % towers:
-            raise ValueError(f"{name}: {outputs} outputs do not split over {towers} devices")
         if isinstance(layer, Conv):
             cin = input_shape[0] // layer.towers
             return self._per_device(

@@ -142,7 +142,8 @@ VARIANTS = {
 PAPER_VARIANTS = ("imagenet-single", "imagenet-split", "cifar100-single", "cifar100-split")
 BUILDABLE_VARIANTS = (*PAPER_VARIANTS, "tutorial")
 
-# Split formulations: identical parameters, different kernels (DESIGN.md section 3 measures both).
+# Split formulations: identical parameters, different kernels; which is faster depends on the
+# framework and the device (``bench.py run --best`` measures both).
 SPLIT_IMPLS = ("grouped", "towers")
 
 

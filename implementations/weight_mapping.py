@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from implementations.spec import Architecture, Conv, Dense, infer
 
+# Weights per spec layer: {layer name: {"kernel": array, "bias": array}}, towers concatenated
+# along the output axis (the grouped layout), in one framework's layout.
 LayerWeights = dict[str, dict[str, np.ndarray]]
 
 
@@ -42,8 +46,13 @@ def hwc_to_chw_columns(kernel: np.ndarray, chw: tuple[int, int, int]) -> np.ndar
     return kernel.reshape(out, h, w, c).transpose(0, 3, 1, 2).reshape(out, c * h * w)
 
 
-def torch_to_keras(weights: LayerWeights, arch: Architecture) -> LayerWeights:
-    """PyTorch-layout weights (``AlexNet.export_weights``) to Keras layout (``load_weights``)."""
+def _convert(
+    weights: LayerWeights,
+    arch: Architecture,
+    conv_axes: tuple[int, int, int, int],
+    dense: Callable[[np.ndarray, tuple[int, int, int] | None], np.ndarray],
+) -> LayerWeights:
+    """Every layer's kernel re-laid out (conv: transposed by ``conv_axes``; dense: by ``dense``)."""
     flattened = flattened_map_shapes(arch)
     converted: LayerWeights = {}
     for layer in arch.layers:
@@ -51,28 +60,26 @@ def torch_to_keras(weights: LayerWeights, arch: Architecture) -> LayerWeights:
             continue
         kernel, bias = weights[layer.name]["kernel"], weights[layer.name]["bias"]
         if isinstance(layer, Conv):
-            kernel = kernel.transpose(2, 3, 1, 0)
+            kernel = kernel.transpose(*conv_axes)
         elif isinstance(layer, Dense):
-            if layer.name in flattened:
-                kernel = chw_to_hwc_columns(kernel, flattened[layer.name])
-            kernel = kernel.T
+            kernel = dense(kernel, flattened.get(layer.name))
         converted[layer.name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias.copy()}
     return converted
+
+
+def torch_to_keras(weights: LayerWeights, arch: Architecture) -> LayerWeights:
+    """PyTorch-layout weights (``AlexNet.export_weights``) to Keras layout (``load_weights``)."""
+
+    def dense(kernel: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
+        return (chw_to_hwc_columns(kernel, chw) if chw else kernel).T
+
+    return _convert(weights, arch, (2, 3, 1, 0), dense)
 
 
 def keras_to_torch(weights: LayerWeights, arch: Architecture) -> LayerWeights:
     """Keras-layout weights (``keras_alexnet.export_weights``) to PyTorch layout."""
-    flattened = flattened_map_shapes(arch)
-    converted: LayerWeights = {}
-    for layer in arch.layers:
-        if layer.name not in weights:
-            continue
-        kernel, bias = weights[layer.name]["kernel"], weights[layer.name]["bias"]
-        if isinstance(layer, Conv):
-            kernel = kernel.transpose(3, 2, 0, 1)
-        elif isinstance(layer, Dense):
-            kernel = kernel.T
-            if layer.name in flattened:
-                kernel = hwc_to_chw_columns(kernel, flattened[layer.name])
-        converted[layer.name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias.copy()}
-    return converted
+
+    def dense(kernel: np.ndarray, chw: tuple[int, int, int] | None) -> np.ndarray:
+        return hwc_to_chw_columns(kernel.T, chw) if chw else kernel.T
+
+    return _convert(weights, arch, (3, 2, 0, 1), dense)

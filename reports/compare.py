@@ -54,7 +54,7 @@ class ComparisonResult:
 
     @property
     def has_regressions(self) -> bool:
-        return bool(not self.cells.empty and self.cells["verdict"].isin(REGRESSED).any())
+        return not self.regressions.empty
 
     @property
     def regressions(self) -> pd.DataFrame:

@@ -637,6 +637,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The command line: one line on stderr and exit code 2 for a usage mistake, never a traceback."""
     signal.signal(signal.SIGTERM, _terminate)
+    for problem in frameworks.PLUGIN_PROBLEMS:
+        warn(problem)
     try:
         code = app(args=argv, standalone_mode=False)
     except typer.TyperException as error:  # typer's usage errors: a bad option, a bad value

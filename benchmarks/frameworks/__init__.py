@@ -1,10 +1,14 @@
 """The framework registry: every adapter the suite knows, by the name users type.
 
 Adding a framework means writing one adapter (see :mod:`benchmarks.frameworks.base`) and calling
-:func:`register`; the matrix, the worker, ``--best`` and the reports find it here.
+:func:`register`; the matrix, the worker, ``--best`` and the reports find it here. An adapter
+outside this package registers itself when its module is named in ``$ALEXNET_BENCH_FRAMEWORKS``.
 """
 
 from __future__ import annotations
+
+import importlib
+import os
 
 from benchmarks.frameworks.base import Framework
 from benchmarks.frameworks.keras_backends import KerasOnJax, KerasOnTorch
@@ -74,3 +78,24 @@ def default_split_impl(name: str, variant: str) -> str:
         return "grouped"
     framework = _REGISTRY.get(name)
     return framework.default_split_impl if framework else "grouped"
+
+
+PLUGINS_VARIABLE = "ALEXNET_BENCH_FRAMEWORKS"
+
+
+def load_plugins(modules: str | None = None) -> list[str]:
+    """Import the modules named in ``$ALEXNET_BENCH_FRAMEWORKS`` (comma-separated); each registers its adapters.
+
+    Worker processes inherit the variable, so a framework added this way is known to them too.
+    Returns one line per module that could not be imported (the others still load).
+    """
+    problems = []
+    for module in filter(None, (m.strip() for m in (modules or os.environ.get(PLUGINS_VARIABLE, "")).split(","))):
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - any failure of a user's module is reported, not raised
+            problems.append(f"{PLUGINS_VARIABLE}: cannot import {module}: {type(error).__name__}: {error}")
+    return problems
+
+
+PLUGIN_PROBLEMS = load_plugins()

@@ -184,6 +184,7 @@ def _timing_columns(metrics: dict, ok: bool) -> dict:
         "flops_per_image": _number(metrics.get("flops_per_image")),
         "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
+        "energy_per_image_j": _number(metrics.get("energy_per_image_j")),  # GPU rows: NVML over the timed steps
     }
 
 

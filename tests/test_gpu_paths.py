@@ -306,3 +306,14 @@ def test_gpu_check_skips_absent_frameworks_in_one_line_each(monkeypatch, capsys)
                    "-f keras-jax", "-f keras-torch", "cifar100-split", "imagenet-split", "--split-impl towers",
                    "--simulate-devices 2"):  # fmt: skip
         assert needed in commands
+
+
+def test_the_report_frame_carries_math_mode_and_energy(tmp_path):
+    from benchmarks.results import ResultRow
+    from reports.summary import rows_to_frame
+
+    cell = CellConfig("torch", CIFAR, "train", 8, gpus=1, math_mode="tf32")
+    metrics = {"images_per_s": 100.0, "energy_per_image_j": 0.25}
+    row = ResultRow.from_result(cell, {"status": "ok", "metrics": metrics}, {}, "run", 0.0)
+    frame = rows_to_frame([row])
+    assert (frame["math_mode"][0], frame["fast_path"][0], frame["energy_per_image_j"][0]) == ("tf32", "TF32", 0.25)

@@ -44,8 +44,8 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
-def positive_seconds(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
+def positive_seconds(value: float | None) -> float | None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
         raise typer.BadParameter(f"must be a positive number of seconds, got {value:g}")
     return value
 
@@ -243,7 +243,11 @@ def run(
         typer.Option(help="GPUs to use: 0 = CPU. Default: all visible. With 2 or more, 1 GPU runs too, for scaling."),
     ] = None,
     simulate_devices: Annotated[
-        int, typer.Option(help="Run the multi-device code paths on N logical CPU devices (results labelled simulated).")
+        int,
+        typer.Option(
+            help="Run the multi-device code paths on N logical devices: on the CPU, or with --gpus 1 on one GPU "
+            "(both towers, or N data-parallel ranks, share it; results labelled simulated)."
+        ),
     ] = 0,
     quick: Annotated[
         bool, typer.Option("--quick", help="A small sweep for a first look: CIFAR-100 variants, batch 16, 5 steps.")
@@ -253,11 +257,13 @@ def run(
         bool, typer.Option("--resume", help="Skip cells that already have a successful row in --results.")
     ] = False,
     cell_timeout: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Seconds before a cell's worker is killed and recorded as a timeout.", callback=positive_seconds
+            help="Seconds before a cell's worker is killed and recorded as a timeout. Default: 900 on CPU, 2400 on "
+            "GPU (TensorFlow JIT-compiles its kernels from PTX on GPUs newer than its build: minutes for one step).",
+            callback=positive_seconds,
         ),
-    ] = 900.0,
+    ] = None,
     memory_limit_gb: Annotated[
         float | None,
         typer.Option(
@@ -276,6 +282,13 @@ def run(
         bool, typer.Option("--best", help="Try each fast path against each baseline and report the fastest.")
     ] = False,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (PyTorch autocast, Keras mixed_bfloat16).")] = "fp32",
+    math_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32 cells on GPUs: tf32 (TensorFloat-32 tensor cores, TensorFlow's and JAX's default) or fp32 "
+            "(strict, torch's matmul default). Set the same way in every framework. Default: tf32 on GPU; CPUs: fp32."
+        ),
+    ] = None,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile for PyTorch, XLA (jit_compile) for Keras.")
     ] = False,
@@ -315,6 +328,7 @@ def run(
         quick=quick,
         seed=seed,
         precision=precision,
+        math_mode=math_mode,
         compiled=compile_model,
         channels_last=channels_last,
         best=best,
@@ -337,7 +351,10 @@ def run(
         )
     if resume:
         console.print(f"resuming: {sweep.skipped} of {len(sweep.jobs)} cells already done in {escape(str(results))}")
-    execute_with_progress(sweep, "cell", cell_timeout, memory_limit_gb)
+    from benchmarks.matrix import default_cell_timeout
+
+    timeout = cell_timeout if cell_timeout is not None else default_cell_timeout(gpus)
+    execute_with_progress(sweep, "cell", timeout, memory_limit_gb, host.gpu_uuids)
 
     from benchmarks.sweep import latest_rows
     from reports.summary import render_throughput, rows_to_frame
@@ -374,7 +391,9 @@ def check_folder(folder: Path) -> None:
         raise ResultsFileError(f"cannot write the report to {folder}: {error.strerror or error}") from None
 
 
-def execute_with_progress(sweep, noun: str, timeout_s: float, memory_limit_gb: float | None = None) -> list:
+def execute_with_progress(
+    sweep, noun: str, timeout_s: float, memory_limit_gb: float | None = None, gpu_uuids: tuple[str, ...] = ()
+) -> list:
     """Run a sweep with a progress bar (a start line per job when output is not a terminal); its rows."""
     from benchmarks.measure.environment import machine_environment
     from benchmarks.results import ResultsFileError
@@ -401,6 +420,7 @@ def execute_with_progress(sweep, noun: str, timeout_s: float, memory_limit_gb: f
                 machine_environment(),
                 timeout_s=timeout_s,
                 memory_limit_bytes=int(memory_limit_gb * 2**30) if memory_limit_gb else None,
+                gpu_uuids=gpu_uuids,
                 on_start=on_start,
                 on_row=on_row,
             )

@@ -15,6 +15,11 @@ from implementations.variants import get_variant
 
 MODES = ("train", "infer")
 KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left out of ``key()`` when unset
+# How fp32 arithmetic is done on a GPU. Strict fp32 is torch's matmul default; TensorFlow, JAX and torch's cuDNN
+# convolutions use TF32 by default on Ampere and newer GPUs, which keeps 10 mantissa bits. A cell states its mode and
+# every framework's adapter sets it the same way (see each ``*_cell.set_math_mode``); "bf16" goes with bf16 precision.
+MATH_MODES = ("fp32", "tf32", "bf16")
+GPU_DEFAULT_MATH_MODE = "tf32"  # what TensorFlow and JAX users get without asking; torch is set to match
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
 LEARNING_RATE = 0.01
@@ -22,9 +27,24 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 
 
-def fast_path_label(precision: str = "fp32", compiled: bool = False, channels_last: bool = False) -> str:
-    """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none)."""
+BASELINE_FAST_PATHS = ("fp32", "TF32")  # the plain model in strict fp32 or in TF32: no fast path taken
+
+
+def math_mode_label(math_mode: str) -> str:
+    """How reports name a math mode: 'TF32' where it was used, 'fp32' (strict) and 'bf16' as they are."""
+    return "TF32" if math_mode == "tf32" else math_mode
+
+
+def _implied_math_mode(precision: str) -> str:
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+def fast_path_label(
+    precision: str = "fp32", compiled: bool = False, channels_last: bool = False, math_mode: str = ""
+) -> str:
+    """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none; 'tf32' under TF32)."""
     parts = [precision] if precision != "fp32" else []
+    parts += ["TF32"] if math_mode == "tf32" else []
     parts += ["compiled"] if compiled else []
     parts += ["channels_last"] if channels_last else []
     return "+".join(parts) or "fp32"
@@ -53,6 +73,19 @@ class CellConfig:
     # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
     time_budget_s: float = 0.0
     target_precision: float = 0.0
+    # "" (rows written before the field existed): the mode the precision implies, see ``math``.
+    math_mode: str = ""
+
+    def __post_init__(self) -> None:
+        if self.math_mode and self.math_mode not in MATH_MODES:
+            raise ValueError(f"unknown math mode {self.math_mode!r}; valid: {', '.join(MATH_MODES)}")
+        if (self.math_mode == "bf16") != (self.precision == "bf16") and self.math_mode:
+            raise ValueError(f"math mode {self.math_mode} does not go with precision {self.precision}")
+
+    @property
+    def math(self) -> str:
+        """The math mode the cell runs in: its own, or for an old cell the one its precision implies."""
+        return self.math_mode or _implied_math_mode(self.precision)
 
     @property
     def devices(self) -> int:
@@ -67,14 +100,22 @@ class CellConfig:
         return "model" if get_variant(self.variant).is_split else "data"
 
     @property
+    def physical_devices(self) -> int:
+        """Devices that really compute: the GPUs, or the one CPU (simulated devices share them)."""
+        return max(self.gpus, 1)
+
+    @property
     def device_setup(self) -> str:
         if self.simulate_devices >= 2:
-            return f"{self.simulate_devices} simulated (cpu)"
+            where = f"on {self.gpus} gpu" if self.gpus else "(cpu)"
+            return f"{self.simulate_devices} simulated {where}"
         return f"{self.gpus} gpu" if self.gpus else "cpu"
 
     def key(self) -> str:
         """Stable identity of the cell, used by --resume."""
         fields_ = {k: v for k, v in asdict(self).items() if not (k in KEY_OPTIONAL and not v)}
+        if self.math_mode in ("", _implied_math_mode(self.precision)):
+            fields_.pop("math_mode")  # what cells before the field ran: old keys still match
         return job_key(fields_)  # fields at their defaults left out: old keys still match
 
     def row_fields(self, framework_environment: dict | None = None) -> dict:
@@ -95,7 +136,7 @@ class CellConfig:
         return f"{self.framework} {self.variant}{impl}{fast} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
 
     def fast_paths(self) -> str:
-        return fast_path_label(self.precision, self.compiled, self.channels_last)
+        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -125,3 +166,4 @@ class PreparedCell:
     framework_memory: object = None  # Callable[[], dict] | None
     is_reporter: bool = True  # False on non-zero ranks of a data-parallel launch
     ceiling: object = None  # Callable[[], dict] | None: the device's dense matmul rate, see measure.ceiling
+    close: object = None  # Callable[[], None] | None: run once measuring is over, whatever happened

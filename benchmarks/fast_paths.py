@@ -19,7 +19,7 @@ from implementations.variants import SPLIT_IMPLS, get_variant
 _VARIATIONS = {
     "channels_last": {"channels_last": True},
     "compiled": {"compiled": True},
-    "bf16": {"precision": "bf16"},
+    "bf16": {"precision": "bf16", "math_mode": "bf16"},
 }
 
 

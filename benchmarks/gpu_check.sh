@@ -1,32 +1,17 @@
 #!/usr/bin/env bash
-# GPU check: the PyTorch cells at batch 128 on the ImageNet and CIFAR-100 variants, with NVML
-# memory, on a machine with one NVIDIA GPU and PyTorch (TensorFlow not needed). Under 5 minutes.
+# GPU check: every GPU path of the suite on one NVIDIA GPU, one prepared run, under 8 minutes, one table
+# (img/s, fraction of the ceiling in the same math mode, memory, energy per image). See benchmarks/gpu_check.py.
 #
-#   bash benchmarks/gpu_check.sh [RESULTS_FILE]
+#   bash benchmarks/gpu_check.sh [--dry-run] [--results FILE]
 #
-# Needs: python with torch (CUDA build), plus pandas, typer, rich and nvidia-ml-py; the script
-# installs those four from PyPI if they are missing. Keras runs on the torch backend
-# (keras-torch: Keras 3 from PyPI wheels, no TensorFlow), on TensorFlow when it is importable,
-# and on JAX when JAX sees the GPU.
+# Needs: python3 with torch (CUDA build), pandas, typer, rich and nvidia-ml-py. Uses JAX (CUDA plugin) and
+# TensorFlow where installed; parts whose framework is absent are skipped, one line each. Without network,
+# Keras can come as wheels in wheels/ (git-ignored): `pip download keras namex optree -d wheels/` elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-results=${1:-${OUT:-results}/gpu_check.jsonl}
-mkdir -p "$(dirname "$results")"
-
-python - <<'PY' || python -m pip install --quiet pandas typer rich nvidia-ml-py
-import pandas, typer, rich, pynvml  # noqa: F401
-PY
-python -c "import torch; assert torch.cuda.is_available(), 'PyTorch sees no CUDA GPU'; print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-
-frameworks=(-f torch)
-if python -c "import keras" 2>/dev/null || python -m pip install --quiet "keras>=3.0"; then
-  frameworks+=(-f keras-torch)
+if [ -d wheels ] && ! python3 -c "import keras" 2>/dev/null; then
+  python3 -m pip install --quiet --no-index --find-links wheels keras || echo "keras from wheels/ did not install"
 fi
-if python -c "import tensorflow" 2>/dev/null; then frameworks+=(-f keras); fi
-if python -c "import jax; assert jax.devices()[0].platform == 'gpu'" 2>/dev/null; then frameworks+=(-f keras-jax); fi
-
-python bench.py run --gpus 1 "${frameworks[@]}" -b 128 --steps 30 --warmup 5 \
-  -v imagenet-single -v imagenet-split -v cifar100-single -v cifar100-split \
-  --split-impl grouped --split-impl towers --cell-timeout 120 --results "$results"
-echo "rows in $results"
+python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+exec python3 -m benchmarks.gpu_check --results "${OUT:-results}/gpu_check.jsonl" "$@"

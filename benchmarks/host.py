@@ -32,11 +32,17 @@ def native_bf16(cpuinfo: str | None = None) -> bool:
 class Host:
     native_bf16: bool = False
     gpus: tuple[str, ...] = ()  # names of the GPUs this process may use, in CUDA's order
+    gpu_uuids: tuple[str, ...] = ()  # their NVML UUIDs, same order: what each worker's CUDA_VISIBLE_DEVICES names
     gpu_probe: str | None = None  # why no GPU was found, when none was
 
     @classmethod
     def detect(cls) -> Host:
-        from benchmarks.measure.memory import nvml_gpus
+        from benchmarks.measure.memory import nvml_devices
 
-        gpus, why_none = nvml_gpus()
-        return cls(native_bf16=native_bf16(), gpus=tuple(gpus), gpu_probe=why_none)
+        devices, why_none = nvml_devices()
+        return cls(
+            native_bf16=native_bf16(),
+            gpus=tuple(d["name"] for d in devices),
+            gpu_uuids=tuple(d["uuid"] for d in devices),
+            gpu_probe=why_none,
+        )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from benchmarks import frameworks
-from benchmarks.cell import MODES, CellConfig
+from benchmarks.cell import GPU_DEFAULT_MATH_MODE, MODES, CellConfig
 from benchmarks.fast_paths import candidates
 from implementations.variants import BUILDABLE_VARIANTS, PAPER_VARIANTS, SPLIT_IMPLS, get_variant
 
@@ -52,6 +52,9 @@ class SweepOptions:
     quick: bool = False
     seed: int = 0
     precision: str = "fp32"
+    math_mode: str | None = (
+        None  # fp32 (strict) or tf32 for fp32 cells; None: fp32 on CPU, GPU_DEFAULT_MATH_MODE on GPU
+    )
     compiled: bool = False
     channels_last: bool = False
     best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
@@ -91,18 +94,47 @@ def validate(options: SweepOptions) -> None:
         raise SweepError(f"--repeats must be at least 1, got {options.repeats}")
     if options.gpus < 0:
         raise SweepError(f"--gpus must be 0 (CPU) or more, got {options.gpus}")
-    if options.simulate_devices and options.gpus:
-        raise SweepError("--simulate-devices runs on the CPU; it cannot be combined with --gpus")
+    if options.simulate_devices and options.gpus > 1:
+        raise SweepError(
+            "--simulate-devices runs several logical devices on the CPU, or on one GPU with --gpus 1; "
+            f"it cannot be combined with --gpus {options.gpus}"
+        )
     if options.precision not in PRECISIONS:
         raise SweepError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
     if options.simulate_devices == 1 or options.simulate_devices < 0:
         raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
+    if options.math_mode is not None and options.math_mode not in ("fp32", "tf32"):
+        raise SweepError(f"unknown math mode {options.math_mode!r}; valid: fp32 (strict), tf32")
+    if options.math_mode == "tf32" and not options.gpus:
+        raise SweepError("--math-mode tf32 is a GPU mode (tensor cores); CPU cells compute strict fp32")
+    if options.math_mode is not None and options.precision == "bf16":
+        raise SweepError("--math-mode applies to fp32 cells; bf16 cells run in the bf16 math mode")
+
+
+CPU_CELL_TIMEOUT_S = 900.0
+# TensorFlow wheels JIT-compile their kernels from PTX on GPUs newer than their build: the first step of the first
+# cell can take many minutes (the cache under ~/.nv/ComputeCache then serves later processes).
+GPU_CELL_TIMEOUT_S = 2400.0
+
+
+def default_cell_timeout(gpus: int) -> float:
+    """Seconds before a cell's worker is killed when the user gives no --cell-timeout."""
+    return GPU_CELL_TIMEOUT_S if gpus else CPU_CELL_TIMEOUT_S
+
+
+def math_mode(options: SweepOptions, gpus: int, precision: str) -> str:
+    """The math mode of a cell: bf16 with bf16; else the one asked for, or fp32 on CPU and TF32 on GPU."""
+    if precision == "bf16":
+        return "bf16"
+    if not gpus:
+        return "fp32"
+    return options.math_mode or GPU_DEFAULT_MATH_MODE
 
 
 def device_setups(options: SweepOptions) -> list[tuple[int, int]]:
     """(gpus, simulated devices) per setup; several GPUs also run one GPU, for scaling efficiency."""
     if options.simulate_devices:
-        return [(0, options.simulate_devices)]
+        return [(options.gpus, options.simulate_devices)]  # on the CPU, or two logical devices on one GPU
     if options.gpus >= 2:
         return [(1, 0), (options.gpus, 0)]
     return [(options.gpus, 0)]
@@ -151,6 +183,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
                 channels_last=options.channels_last,
                 time_budget_s=budget,
                 target_precision=target if budget else 0.0,
+                math_mode=math_mode(options, gpus, options.precision),
             )
             if reason := frameworks.get(framework).unsupported(cell):
                 raise SweepError(reason)

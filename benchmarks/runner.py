@@ -49,7 +49,24 @@ def worker_command(job: WorkerJob, memory_limit_bytes: int | None = None, *extra
     return command
 
 
-def worker_environment(job: WorkerJob | None = None) -> dict[str, str]:
+def visible_devices(job: WorkerJob | None, gpu_uuids: Sequence[str]) -> str | None:
+    """CUDA_VISIBLE_DEVICES for the job's worker: exactly the GPUs its cell uses; None: leave the parent's.
+
+    A framework may place work on any GPU it sees, whatever the model code says (TensorFlow places ops when a step
+    is traced), so a CPU cell sees none ("") and a GPU cell its first ``gpus`` GPUs, named by UUID: a UUID names
+    the same device for CUDA and NVML whatever the enumeration order.
+    """
+    gpus = getattr(job, "gpus", None)
+    if gpus is None:
+        return None  # not a throughput cell: a training run keeps the parent's view
+    if gpus == 0:
+        return ""
+    if len(gpu_uuids) < gpus:
+        return None  # the host's GPUs are unknown here; the worker checks the count it sees
+    return ",".join(gpu_uuids[:gpus])
+
+
+def worker_environment(job: WorkerJob | None = None, gpu_uuids: Sequence[str] = ()) -> dict[str, str]:
     """The environment of a worker process: the parent's, plus what the job's framework needs."""
     env = dict(os.environ)
     env.update(
@@ -61,6 +78,9 @@ def worker_environment(job: WorkerJob | None = None) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         }
     )
+    visible = visible_devices(job, gpu_uuids)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible  # before any framework loads: the worker imports none yet
     if job is not None:
         env.update(frameworks.get(job.framework).worker_environment(job))
     return env
@@ -124,9 +144,11 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def run_worker(job: WorkerJob, timeout_s: float, memory_limit_bytes: int | None = None) -> dict:
+def run_worker(
+    job: WorkerJob, timeout_s: float, memory_limit_bytes: int | None = None, env: dict[str, str] | None = None
+) -> dict:
     """Run one job; returns {'status', 'metrics'?, 'error'?} whatever happens to the worker."""
-    return run_process(worker_command(job, memory_limit_bytes), worker_environment(job), timeout_s)
+    return run_process(worker_command(job, memory_limit_bytes), env or worker_environment(job), timeout_s)
 
 
 def run_sweep(
@@ -136,17 +158,24 @@ def run_sweep(
     *,
     timeout_s: float,
     memory_limit_bytes: int | None = None,
+    gpu_uuids: Sequence[str] = (),
     on_start: Callable[[int, WorkerJob], None] = lambda index, job: None,
     on_row: Callable[[ResultRow], None] = lambda row: None,
 ) -> list[ResultRow]:
-    """Run every job in order, appending each row to ``results_path`` as soon as it exists."""
+    """Run every job in order, appending each row to ``results_path`` as soon as it exists.
+
+    ``gpu_uuids``: the host's GPUs in CUDA's order (``benchmarks.host.Host``); each cell's worker sees only its own.
+    Every row records the devices its worker could see (``environment.cuda_visible_devices``).
+    """
     run_id = new_run_id()
     rows = []
     for index, job in enumerate(jobs):
         on_start(index, job)
         started = time.time()
-        result = run_worker(job, timeout_s, memory_limit_bytes)
-        row = ResultRow.from_result(job, result, machine, run_id, started)
+        env = worker_environment(job, gpu_uuids)
+        result = run_worker(job, timeout_s, memory_limit_bytes, env)
+        seen = {"cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES")}  # None: every GPU of the machine
+        row = ResultRow.from_result(job, result, {**machine, **seen}, run_id, started)
         append_row(results_path, row)
         rows.append(row)
         on_row(row)

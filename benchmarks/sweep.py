@@ -43,6 +43,7 @@ def execute(
     *,
     timeout_s: float,
     memory_limit_bytes: int | None = None,
+    gpu_uuids: Sequence[str] = (),
     on_start: Callable[[int, WorkerJob], None] = lambda index, job: None,
     on_row: Callable[[ResultRow], None] = lambda row: None,
 ) -> list[ResultRow]:
@@ -54,6 +55,7 @@ def execute(
             machine,
             timeout_s=timeout_s,
             memory_limit_bytes=memory_limit_bytes,
+            gpu_uuids=gpu_uuids,
             on_start=on_start,
             on_row=on_row,
         )

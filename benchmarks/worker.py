@@ -35,11 +35,23 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
 
     ``config.steps`` steps, or with a time budget at least that many, until the median is
     within ``config.target_precision`` or the budget is spent (``benchmarks.measure.timing``).
+    The memory and energy figures are read right after the timed steps, before the ceiling's
+    large matmul (three 8192^2 fp32 matrices: 768 MiB) can reach the allocator's peak.
     """
     rss_start = current_rss_bytes()
     started = time.perf_counter()
     cell = prepare(config)
     build_s = time.perf_counter() - started
+    try:
+        return _measure_prepared(config, cell, build_s, rss_start)
+    finally:
+        if cell.close:
+            cell.close()  # e.g. leave the process group: a finished cell must not hang into a timeout
+
+
+def _measure_prepared(
+    config: CellConfig, cell: PreparedCell, build_s: float, rss_start: int | None
+) -> tuple[dict, bool]:
     first_step_s = time_steps(cell.step, cell.sync, 1)[0]  # compilation, tracing, autotuning
     warmup_times = time_steps(cell.step, cell.sync, max(config.warmup - 1, 0))
     if cell.reset_peak_memory:
@@ -51,13 +63,25 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
             )
         else:
             step_times, budget = time_steps(cell.step, cell.sync, config.steps), {"steps_taken": config.steps}
+    memory = {
+        "peak_rss_bytes": peak_rss_bytes(),
+        "rss_at_start_bytes": rss_start,
+        "rss_what": "worker process resident memory, peak over its life (includes the framework runtime)",
+        "nvml": nvml.report(),
+        "framework": cell.framework_memory() if cell.framework_memory else None,
+    }
     timing = summarize(step_times, cell.images_per_step)
+    energy_j = nvml.energy_j()
+    images = cell.images_per_step * len(step_times)
+    energy = {"energy_j": energy_j, "energy_per_image_j": energy_j / images if energy_j is not None else None}
     flops_per_image = forward_flops(get_variant(config.variant)) * (3 if config.mode == "train" else 1)
     achieved = flops_per_image * timing["images_per_s"]
     ceiling = cell.ceiling() if cell.ceiling else {}
     if ceiling:
-        # Several devices: the ceiling is one device's, so the fraction is per device.
-        ceiling["fraction_of_ceiling"] = achieved / config.devices / ceiling["ceiling_flops_per_s"]
+        # Several devices: the ceiling is one device's, so the fraction is per device that computes (simulated
+        # devices share one).
+        ceiling["fraction_of_ceiling"] = achieved / config.physical_devices / ceiling["ceiling_flops_per_s"]
+        ceiling["ceiling_math_mode"] = config.math
     figures = {
         **timing,
         "build_s": build_s,
@@ -69,13 +93,9 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
         "flops_note": "forward conv+dense FLOPs from the spec; training counted as 3x forward",
         "achieved_flops_per_s": achieved,
         **ceiling,
-        "memory": {
-            "peak_rss_bytes": peak_rss_bytes(),
-            "rss_at_start_bytes": rss_start,
-            "rss_what": "worker process resident memory, peak over its life (includes the framework runtime)",
-            "nvml": nvml.report(),
-            "framework": cell.framework_memory() if cell.framework_memory else None,
-        },
+        **energy,
+        "math_mode": config.math,
+        "memory": memory,
         "environment": cell.environment,
     }
     return figures, cell.is_reporter

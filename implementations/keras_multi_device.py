@@ -149,17 +149,19 @@ def build_data_parallel(
     learning_rate: float = 0.01,
     momentum: float = 0.9,
     jit_compile: bool = False,
+    shared_device: bool = False,
 ) -> tuple[tf.distribute.MirroredStrategy, DataParallelModel]:
     """One replica of ``build_keras_model(arch, split_impl)`` per device, compiled for training.
 
     Variables (weights and momenta) are mirrored; gradients are summed across replicas before
     each update. NCCL all-reduce (TensorFlow's choice for GPUs) is GPU only; with a CPU among the
-    devices, e.g. logical CPUs, the gradients are reduced on one device instead.
+    devices, e.g. logical CPUs, or logical GPUs sharing one device (``shared_device``), the
+    gradients are reduced on one device instead.
     """
     if not devices:
         raise ValueError("data parallelism needs at least one device")
     on_cpu = any(tf.DeviceSpec.from_string(device).device_type == "CPU" for device in devices)
-    cross_device_ops = tf.distribute.ReductionToOneDevice() if on_cpu else None
+    cross_device_ops = tf.distribute.ReductionToOneDevice() if on_cpu or shared_device else None
     strategy = tf.distribute.MirroredStrategy(list(devices), cross_device_ops=cross_device_ops)
     with strategy.scope():
         functional = build_keras_model(arch, split_impl)

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import frameworks
+from benchmarks.cell import BASELINE_FAST_PATHS
 from reports.ceilings import device_ceiling, per_device_gflops
 from reports.tables import ReportTable, display_names, throughput_rows
 
@@ -35,7 +36,7 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
         where = dict(zip(GROUP, key, strict=True))
         framework, variant = where["framework"], where["variant"]
         default_impl = frameworks.default_split_impl(framework, variant)
-        base = ok[(ok["fast_path"] == "fp32") & (ok["split_impl"] == default_impl)]
+        base = ok[(ok["fast_path"].isin(BASELINE_FAST_PATHS)) & (ok["split_impl"] == default_impl)]
         base_rate = float(base["images_per_s"].median()) if not base.empty else float("nan")
         configs = pd.Series([_config(row) for _, row in ok.iterrows()], index=ok.index, dtype=object)
         rates = ok["images_per_s"].groupby(configs).median().sort_values(ascending=False)

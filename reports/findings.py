@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from benchmarks import frameworks
+from benchmarks.cell import BASELINE_FAST_PATHS, math_mode_label
 from reports.ceilings import device_ceiling, device_kind, per_device_gflops
 from reports.tables import config_label, fastest_cell, ratio_interval, summarize_cells, winner
 
@@ -116,7 +117,7 @@ def fast_path_findings(summary: pd.DataFrame) -> list[str]:
             if len(configs) < 2:
                 continue
             default_impl = frameworks.default_split_impl(framework, group["variant"].iloc[0])
-            is_base = group["fast_path"].eq("fp32") & (
+            is_base = group["fast_path"].isin(BASELINE_FAST_PATHS) & (
                 group["layout"].ne("split") | group["split_impl"].eq(default_impl)
             )
             base, best = fastest_cell(group[is_base]), fastest_cell(group)
@@ -150,7 +151,8 @@ def ceiling_findings(summary: pd.DataFrame) -> list[str]:
         high = cell["fraction"] * cell["images_per_s_q75"] / cell["images_per_s"]
         lines.append(
             f"{_name(framework)} reached at most {cell['fraction']:.1%} of the {cell['device_kind'].upper()} ceiling "
-            f"(IQR {low:.1%}–{high:.1%}; ceiling {cell['device_ceiling']:,.0f} GFLOP/s {cell['precision']}, the best "
+            f"(IQR {low:.1%}–{high:.1%}; ceiling {cell['device_ceiling']:,.0f} GFLOP/s "
+            f"{math_mode_label(cell.get('math_mode') or cell['precision'])}, the best "
             f"matmul on this machine) with {config_label(cell)} on {_where(cell)}"
         )
     return lines

@@ -154,14 +154,18 @@ def row_record(row: ResultRow, source: str) -> dict:
 def _cell_columns(cell: dict) -> dict:
     dataset, layout = variant_parts(cell["variant"])
     precision = cell.get("precision", "fp32")
+    math_mode = cell.get("math_mode") or ("bf16" if precision == "bf16" else "fp32")  # rows before the field
     return {
         "framework": cell["framework"],
         "variant": cell["variant"],
         "dataset": dataset,
         "layout": layout,
         "split_impl": cell.get("split_impl", "grouped"),
-        "fast_path": fast_path_label(precision, cell.get("compiled", False), cell.get("channels_last", False)),
+        "fast_path": fast_path_label(
+            precision, cell.get("compiled", False), cell.get("channels_last", False), math_mode
+        ),
         "precision": precision,
+        "math_mode": math_mode,
         "mode": cell["mode"],
         "batch_size": cell["batch_size"],
         "repeat": _whole(cell.get("repeat")),
@@ -180,6 +184,7 @@ def _timing_columns(metrics: dict, ok: bool) -> dict:
         "flops_per_image": _number(metrics.get("flops_per_image")),
         "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
+        "energy_per_image_j": _number(metrics.get("energy_per_image_j")),  # GPU rows: NVML over the timed steps
     }
 
 

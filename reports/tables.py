@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import frameworks
+from benchmarks.cell import BASELINE_FAST_PATHS
 from implementations.spec import SpecError, infer
 from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
 from reports.ceilings import device_ceiling, per_device_gflops
@@ -116,7 +117,7 @@ def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.Da
                 **dict(zip(keys, values, strict=True)),
                 **{
                     c: first[c]
-                    for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus", "precision")
+                    for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus", "precision", "math_mode")
                     if c in first
                 },
                 "repeats": len(group),
@@ -173,7 +174,7 @@ def config_label(cell: pd.Series) -> str:
     E.g. 'towers', 'grouped+compiled', 'channels_last' or 'fp32' (a single-tower baseline).
     """
     parts = [cell["split_impl"]] if cell.get("layout") == "split" else []
-    parts += [cell["fast_path"]] if cell.get("fast_path", "fp32") != "fp32" or not parts else []
+    parts += [cell["fast_path"]] if cell.get("fast_path", "fp32") not in BASELINE_FAST_PATHS or not parts else []
     return "+".join(parts)
 
 
@@ -319,7 +320,7 @@ def backends_table(summary: pd.DataFrame) -> ReportTable | None:
     """Native PyTorch and the one Keras model on each backend side by side; None without a Keras-on-JAX/torch cell."""
     if summary.empty or summary["framework"].isin(_PAIR).all():
         return None
-    ok = summary[(summary["status"] == "ok") & (summary["fast_path"] == "fp32")]
+    ok = summary[(summary["status"] == "ok") & (summary["fast_path"].isin(BASELINE_FAST_PATHS))]
     present = list(dict.fromkeys(ok["framework"]))
     order = [f for f in frameworks.names() if f in present] + [f for f in present if f not in frameworks.names()]
     lines = []

@@ -66,7 +66,7 @@ def test_simulated_devices_are_labelled():
         (SweepOptions(batch_sizes=[-4]), "got -4"),
         (SweepOptions(gpus=-1), "--gpus must be 0"),
         (SweepOptions(simulate_devices=1), "at least 2 devices"),
-        (SweepOptions(simulate_devices=2, gpus=1), "cannot be combined"),
+        (SweepOptions(simulate_devices=2, gpus=2), "cannot be combined"),
         (SweepOptions(steps=0), "--steps must be at least 1"),
     ],
 )

@@ -43,6 +43,20 @@ def backend_devices(backend: str, want_gpu: bool) -> list[str]:
     return [name]
 
 
+def set_math_mode(backend: str, mode: str) -> None:
+    """fp32 arithmetic as the cell states, set in the backend the way every adapter sets its framework: JAX's
+    default matmul/convolution precision (TF32 on Ampere and newer GPUs unless told "float32"), torch's TF32 flags.
+    No effect on CPUs."""
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if mode == "tf32" else "float32")
+    else:
+        from benchmarks.frameworks.pytorch_cell import set_math_mode as set_torch_math_mode
+
+        set_torch_math_mode(mode)
+
+
 def backend_environment(backend: str, devices: list[str]) -> dict:
     import keras
 
@@ -58,10 +72,32 @@ def backend_environment(backend: str, devices: list[str]) -> dict:
     }
 
 
-def _torch_memory(backend: str) -> tuple[object, object]:
-    """PyTorch's allocator peak on the GPU for the torch backend; nothing elsewhere (NVML still samples)."""
-    if backend != "torch":
+def jax_memory(devices: list) -> tuple[object, object]:
+    """JAX's own allocator peak (``Device.memory_stats()['peak_bytes_in_use']``) on GPUs; nothing on CPUs.
+
+    XLA has no reset of its peak, so the figure is the process's peak up to the end of the timed steps (the
+    warm-up's compilation included); workers run without preallocation (``XLA_PYTHON_CLIENT_PREALLOCATE=false``,
+    set by the adapter), so it is what the model used, not 75% of the device.
+    """
+    gpus = [device for device in devices if device.platform == "gpu"]
+    if not gpus:
         return None, None
+
+    def framework_memory() -> dict:
+        return {
+            "what": "JAX (XLA) allocator peak over the worker's life up to the end of the timed steps, per device",
+            "peak_bytes_in_use": [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in gpus],
+        }
+
+    return None, framework_memory
+
+
+def _backend_memory(backend: str) -> tuple[object, object]:
+    """The backend's allocator peak on the GPU; nothing on CPUs (NVML still samples GPUs)."""
+    if backend == "jax":
+        import jax
+
+        return jax_memory(jax.local_devices())
     import torch
 
     if not torch.cuda.is_available():
@@ -89,6 +125,7 @@ def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
     from implementations.keras_training import compile_for_training
 
     devices = backend_devices(backend, config.gpus > 0)
+    set_math_mode(backend, config.math)
     keras.utils.set_random_seed(config.seed)
     if config.precision == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
@@ -120,7 +157,7 @@ def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
         # Reading one element back waits for the product; the slice keeps the copy negligible.
         return lambda: keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, :1])
 
-    reset_peak, framework_memory = _torch_memory(backend)
+    reset_peak, framework_memory = _backend_memory(backend)
     return PreparedCell(
         ceiling=lambda: measure_ceiling(product, config.gpus > 0, config.precision),
         step=step,

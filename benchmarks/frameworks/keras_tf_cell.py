@@ -2,8 +2,9 @@
 
 One device: the functional model, compiled with the paper's SGD. Two or more devices: split
 variants run model-parallel (one tower per device); single variants run data-parallel under
-MirroredStrategy. ``--simulate-devices`` splits the CPU into logical TensorFlow devices, which
-must happen before TensorFlow starts its runtime: this worker process does nothing before it.
+MirroredStrategy. ``--simulate-devices`` splits the CPU (or, with ``--gpus 1``, the one GPU) into
+logical TensorFlow devices, which must happen before TensorFlow starts its runtime: this worker
+process does nothing before it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,54 @@ from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, P
 from benchmarks.measure.ceiling import measure_ceiling
 from implementations.variants import get_variant
 
+LOGICAL_GPU_FALLBACK_MB = 4096  # each logical GPU's memory where NVML cannot tell the device's size
+
+
+def set_math_mode(mode: str) -> None:
+    """fp32 arithmetic as the cell states: TensorFlow runs fp32 matmuls and convolutions in TF32 on Ampere and newer
+    GPUs unless told not to; every adapter sets its framework the same way. No effect on CPUs."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(mode == "tf32")
+
+
+def logical_gpu_memory_mb(count: int) -> int:
+    """Memory per logical GPU when one GPU is split in ``count`` (TensorFlow needs a limit for each): 90% of the
+    device's memory, shared equally."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            total = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML: a fixed size, stated in LOGICAL_GPU_FALLBACK_MB
+        return LOGICAL_GPU_FALLBACK_MB
+    return int(total * 0.9 / count / 2**20)
+
+
+def configure_logical_gpus(count: int) -> list[str]:
+    """Split the one visible GPU into ``count`` logical TensorFlow GPUs (two-GPU code paths on one GPU)."""
+    import tensorflow as tf
+
+    physical = tf.config.list_physical_devices("GPU")
+    if not physical:
+        raise RuntimeError("asked for logical devices on a GPU, but TensorFlow sees none")
+    limit = logical_gpu_memory_mb(count)
+    tf.config.set_logical_device_configuration(
+        physical[0], [tf.config.LogicalDeviceConfiguration(memory_limit=limit) for _ in range(count)]
+    )
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
 
 def _devices(config: CellConfig) -> list[str]:
     if config.devices == 1 and not config.gpus:
         return ["/device:CPU:0"]
     from implementations import keras_multi_device
 
+    if config.simulate_devices >= 2 and config.gpus:
+        return configure_logical_gpus(config.simulate_devices)
     if config.simulate_devices >= 2:
         return keras_multi_device.configure_logical_cpus(config.simulate_devices)
     if config.gpus:
@@ -53,6 +96,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
     import keras
     import tensorflow as tf
 
+    set_math_mode(config.math)
     training = config.mode == "train"
     from implementations.keras_alexnet import build_keras_model
 
@@ -75,6 +119,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             learning_rate=LEARNING_RATE,
             momentum=MOMENTUM,
             jit_compile=config.compiled,
+            shared_device=config.simulate_devices >= 2,
         )
     else:
         if config.parallel == "model":
@@ -135,7 +180,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
         return lambda: matmul().numpy()
 
     return PreparedCell(
-        ceiling=lambda: measure_ceiling(product, bool(gpu_names), config.precision),
+        ceiling=lambda: measure_ceiling(product, bool(gpu_names), config.precision),  # in the math mode set above
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,

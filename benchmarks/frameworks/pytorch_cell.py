@@ -3,6 +3,8 @@
 One device: the model on ``cuda:0`` or the CPU. Two or more devices: split variants run
 model-parallel (one tower per device, ``ModelParallelAlexNet``), single variants run
 data-parallel with DistributedDataParallel, launched by torchrun (gloo on CPU, NCCL on GPU).
+Simulated devices on one GPU (``--simulate-devices 2 --gpus 1``): both towers on ``cuda:0``, or
+two ranks sharing ``cuda:0`` over gloo (NCCL refuses two ranks on one device).
 """
 
 from __future__ import annotations
@@ -32,13 +34,52 @@ def torch_environment(devices: list[torch.device]) -> dict:
     }
 
 
+def set_math_mode(mode: str) -> None:
+    """fp32 arithmetic as the cell states: TF32 tensor cores for matmuls and convolutions, or strict fp32.
+
+    torch's defaults differ by op (strict matmuls, TF32 cuDNN convolutions); both are set here, as every adapter
+    sets its framework. Under bf16 autocast the ops left in fp32 run strict. No effect on CPUs.
+    """
+    tf32 = mode == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 def _devices(config: CellConfig) -> list[torch.device]:
     if config.gpus:
         found = torch.cuda.device_count()
         if found < config.gpus:
             raise RuntimeError(f"asked for {config.gpus} GPUs, PyTorch sees {found}")
+        if config.simulate_devices >= 2:
+            return [torch.device("cuda", 0)] * config.simulate_devices  # logical devices sharing one GPU
         return [torch.device("cuda", i) for i in range(config.gpus)]
     return [torch.device("cpu")] * config.devices
+
+
+def join_process_group(device: torch.device, shared: bool, dist: object, cuda: object) -> str:
+    """Bind this rank to its GPU, then join the group; the backend used.
+
+    ``set_device`` comes first: NCCL creates its communicator on the current device, and without it every rank
+    would put a context on cuda:0. Ranks sharing one GPU (simulated devices) use gloo, as on CPUs.
+    """
+    if device.type == "cuda":
+        cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" and not shared else "gloo"
+    dist.init_process_group(backend)
+    return backend
+
+
+def leave_process_group(dist: object) -> None:
+    """Destroy the process group, so a finished rank exits instead of waiting into the cell's timeout."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_rank_memory(own: dict, dist: object) -> dict:
+    """Every rank's allocator peaks, gathered to all ranks (rank 0 reports them): one entry per rank."""
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, own)
+    return {name: [rank[name] for rank in gathered] for name in own}
 
 
 def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, torch.device, int]:
@@ -55,7 +96,7 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
         if config.batch_size % world:
             raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         device = devices[int(os.environ.get("LOCAL_RANK", rank))]
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        join_process_group(device, len(set(devices)) < len(devices), dist, torch.cuda)
         model = build_torch_model(arch, config.split_impl).to(device)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids), device, config.batch_size // world
@@ -63,6 +104,7 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
 
 
 def prepare_torch(config: CellConfig) -> PreparedCell:
+    set_math_mode(config.math)
     torch.manual_seed(config.seed)
     devices = _devices(config)
     if config.parallel == "data" and "WORLD_SIZE" not in os.environ:
@@ -102,23 +144,32 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
             with autocast:
                 forward(x)
 
+    data_parallel = config.parallel == "data"
+    # Under DDP each rank reads and resets only its own device; model-parallel reads every device of the model.
+    own_indices = sorted({device.index} if data_parallel else {d.index for d in devices})
+
     def reset_peak() -> None:
         if uses_cuda:
-            for index in {d.index for d in devices}:
+            for index in own_indices:
                 torch.cuda.reset_peak_memory_stats(index)
 
     def framework_memory() -> dict | None:
         if not uses_cuda:
             return None
-        return {
-            "what": "PyTorch caching allocator peaks during timed steps, per device",
-            "max_allocated_bytes": [torch.cuda.max_memory_allocated(i) for i in sorted({d.index for d in devices})],
-            "max_reserved_bytes": [torch.cuda.max_memory_reserved(i) for i in sorted({d.index for d in devices})],
+        own = {
+            "max_allocated_bytes": [torch.cuda.max_memory_allocated(i) for i in own_indices],
+            "max_reserved_bytes": [torch.cuda.max_memory_reserved(i) for i in own_indices],
         }
+        if data_parallel:  # a collective: every rank calls it at the same point of the worker
+            import torch.distributed as dist
+
+            per_rank = gather_rank_memory({k: v[0] for k, v in own.items()}, dist)
+            return {"what": "PyTorch caching allocator peaks during timed steps, per rank (its own GPU)", **per_rank}
+        return {"what": "PyTorch caching allocator peaks during timed steps, per device", **own}
 
     def product(size: int, dtype: str):
-        a = torch.randn(size, size, device=devices[0], dtype=getattr(torch, dtype))
-        b = torch.randn(size, size, device=devices[0], dtype=getattr(torch, dtype))
+        a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+        b = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
 
         def run_once() -> None:
             torch.mm(a, b)
@@ -126,13 +177,23 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
 
         return run_once
 
+    reporter = int(os.environ.get("RANK", "0")) == 0
+
+    def close() -> None:
+        if data_parallel:
+            import torch.distributed as dist
+
+            leave_process_group(dist)
+
     return PreparedCell(
-        ceiling=lambda: measure_ceiling(product, uses_cuda, config.precision),
+        # One ceiling per cell, on the reporting rank's own device: ranks never share a GPU's matmul rate at once.
+        ceiling=(lambda: measure_ceiling(product, uses_cuda, config.precision)) if reporter else None,
         step=step,
         sync=sync,
         images_per_step=config.batch_size,  # global batch: every process steps in lockstep under DDP
         environment=torch_environment(devices),
         reset_peak_memory=reset_peak,
         framework_memory=framework_memory,
-        is_reporter=int(os.environ.get("RANK", "0")) == 0,
+        is_reporter=reporter,
+        close=close,
     )

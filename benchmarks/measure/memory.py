@@ -2,8 +2,12 @@
 
 - NVML (nvidia-ml-py): device memory in use on each GPU the worker can see, sampled by a
   background thread during the timed steps. NVML numbers devices in PCI bus order and ignores
-  CUDA_VISIBLE_DEVICES, so visible devices are mapped by index (with CUDA_DEVICE_ORDER=PCI_BUS_ID,
-  which the runner sets) or by UUID.
+  CUDA_VISIBLE_DEVICES, so visible devices are mapped by UUID (the runner names each cell's GPUs
+  by UUID) or by index (with CUDA_DEVICE_ORDER=PCI_BUS_ID, which the runner sets). Only those
+  devices are sampled: a cell's figures never include another GPU of the machine.
+- Energy: NVML's total-energy counter (millijoules since the driver loaded, Volta and newer)
+  read when sampling starts and stops; the difference is the energy the cell's GPUs used over the
+  timed steps (the whole device, all processes on it).
 - Peak resident set size of the worker process: the CPU figure. It includes the framework runtime.
 """
 
@@ -82,6 +86,7 @@ class NvmlSampler:
                         "name": _text(pynvml.nvmlDeviceGetName(handle)),
                         "used_before_bytes": used,
                         "peak_used_bytes": used,
+                        "energy_start_mj": _energy_mj(pynvml, handle),
                     }
                 )
         except Exception as error:  # noqa: BLE001 - any NVML failure means "no GPU figures", said below
@@ -108,23 +113,48 @@ class NvmlSampler:
         if self._handles:
             import pynvml
 
+            for device, handle in zip(self.devices, self._handles, strict=True):
+                start, end = device.pop("energy_start_mj"), _energy_mj(pynvml, handle)
+                device["energy_j"] = (end - start) / 1000 if start is not None and end is not None else None
             pynvml.nvmlShutdown()
 
     def report(self) -> dict:
         return {
-            "what": "device memory in use (NVML, whole device, all processes), peak during timed steps",
+            "what": "device memory in use (NVML, whole device, all processes), peak during timed steps; "
+            "energy_j: NVML total-energy counter over the timed steps",
             "available": bool(self.devices),
             "error": self.error,
             "devices": self.devices,
         }
+
+    def energy_j(self) -> float | None:
+        """Joules all sampled devices used while sampling; None without GPUs or where a device has no counter."""
+        energies = [device.get("energy_j") for device in self.devices]
+        if not energies or any(e is None for e in energies):
+            return None
+        return float(sum(energies))
 
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def nvml_gpus() -> tuple[list[str], str | None]:
-    """Names of the GPUs visible to this process, via NVML; (names, reason if none)."""
+def _energy_mj(pynvml: object, handle: object) -> int | None:
+    """NVML's total-energy counter in millijoules; None where the device has none (before Volta)."""
+    try:
+        return int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    except Exception:  # noqa: BLE001 - NVMLError_NotSupported and kin: no energy figure, reported as None
+        return None
+
+
+def nvml_devices() -> tuple[list[dict], str | None]:
+    """The GPUs visible to this process, via NVML, in CUDA's order: name and UUID each; (devices, reason if none)."""
     with NvmlSampler() as sampler:
         pass
-    return [d["name"] for d in sampler.devices], sampler.error
+    return [{"name": d["name"], "uuid": d["uuid"]} for d in sampler.devices], sampler.error
+
+
+def nvml_gpus() -> tuple[list[str], str | None]:
+    """Names of the GPUs visible to this process, via NVML; (names, reason if none)."""
+    devices, error = nvml_devices()
+    return [d["name"] for d in devices], error

@@ -8,18 +8,23 @@ warm-up rounds first. Not collected by the plain test run (the file is not named
     pytest tests/step_benchmarks/bench_steps.py --framework keras --benchmark-json=keras.json
 """
 
+import os
+
 import pytest
 
 from benchmarks import frameworks
-from benchmarks.cell import CellConfig
+from benchmarks.cell import GPU_DEFAULT_MATH_MODE, CellConfig
 
 
 @pytest.mark.parametrize("mode", ["train", "infer"])
 @pytest.mark.parametrize("variant", ["cifar100-single", "cifar100-split"])
 def test_step(benchmark, request, framework, variant, mode):
     batch = request.config.getoption("--bench-batch-size")
+    gpus = request.config.getoption("--gpus")
     impl = frameworks.default_split_impl(framework, variant)
-    cell = frameworks.get(framework).prepare(CellConfig(framework, variant, mode, batch, impl))
+    math_mode = GPU_DEFAULT_MATH_MODE if gpus else "fp32"
+    config = CellConfig(framework, variant, mode, batch, impl, gpus=gpus, math_mode=math_mode)
+    cell = frameworks.get(framework).prepare(config)
 
     def synchronised_step():
         cell.step()
@@ -33,7 +38,9 @@ def test_step(benchmark, request, framework, variant, mode):
             "mode": mode,
             "batch_size": batch,
             "split_impl": impl,
-            "device_setup": "1 gpu" if "cuda" in str(cell.environment.get("devices")) else "cpu",
+            "device_setup": config.device_setup,
+            "math_mode": config.math,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
     )
     benchmark.pedantic(synchronised_step, rounds=10, iterations=1, warmup_rounds=3)

@@ -15,6 +15,9 @@ from implementations.variants import get_variant
 
 MODES = ("train", "infer")
 KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left out of ``key()`` when unset
+# Where a multi-node cell meets its peers (benchmarks.multinode), not what it measures: never part of ``key()``,
+# so every node of one cell has the same key, and the key is the one the nodes compare at the rendezvous.
+PLACEMENT = ("node_rank", "rendezvous", "rdzv_id", "join_timeout_s")
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
 LEARNING_RATE = 0.01
@@ -53,11 +56,22 @@ class CellConfig:
     # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
     time_budget_s: float = 0.0
     target_precision: float = 0.0
+    # Several machines (benchmarks.multinode): ``gpus`` is per node; data-parallel over all of them.
+    nodes: int = 1
+    node_rank: int = 0
+    rendezvous: str = ""  # HOST:PORT of the first node
+    rdzv_id: str = ""
+    join_timeout_s: float = 0.0
+
+    @property
+    def devices_per_node(self) -> int:
+        """Devices (one process each when data-parallel) on each node (1 for CPU)."""
+        return max(self.gpus, self.simulate_devices, 1)
 
     @property
     def devices(self) -> int:
-        """How many devices the cell spans (1 for CPU)."""
-        return max(self.gpus, self.simulate_devices, 1)
+        """How many devices the cell spans, over all its nodes (1 for CPU on one machine)."""
+        return self.devices_per_node * self.nodes
 
     @property
     def parallel(self) -> str:
@@ -70,11 +84,16 @@ class CellConfig:
     def device_setup(self) -> str:
         if self.simulate_devices >= 2:
             return f"{self.simulate_devices} simulated (cpu)"
-        return f"{self.gpus} gpu" if self.gpus else "cpu"
+        one = f"{self.gpus} gpu" if self.gpus else "cpu"
+        return f"{self.nodes} nodes x {one}" if self.nodes > 1 else one
 
     def key(self) -> str:
         """Stable identity of the cell, used by --resume."""
-        fields_ = {k: v for k, v in asdict(self).items() if not (k in KEY_OPTIONAL and not v)}
+        fields_ = {
+            k: v
+            for k, v in asdict(self).items()
+            if not (k in KEY_OPTIONAL and not v) and k not in PLACEMENT and not (k == "nodes" and v == 1)
+        }
         return job_key(fields_)  # fields at their defaults left out: old keys still match
 
     def row_fields(self, framework_environment: dict | None = None) -> dict:

@@ -56,6 +56,7 @@ class SweepOptions:
     channels_last: bool = False
     best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
     native_bf16: bool = False  # the host's (benchmarks.host): whether --best tries bf16 on the CPU
+    nodes: int = 1  # machines, data-parallel over all of them (benchmarks.multinode)
 
 
 def _check_choices(kind: str, given: list, valid: tuple) -> None:
@@ -95,6 +96,13 @@ def validate(options: SweepOptions) -> None:
         raise SweepError("--simulate-devices runs on the CPU; it cannot be combined with --gpus")
     if options.precision not in PRECISIONS:
         raise SweepError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if options.nodes < 1:
+        raise SweepError(f"--nodes must be at least 1, got {options.nodes}")
+    if options.nodes > 1 and options.simulate_devices:
+        raise SweepError("--simulate-devices splits one machine's CPU; it cannot be combined with --nodes")
+    split = [name for name in options.variants if get_variant(name).is_split]
+    if options.nodes > 1 and split:
+        raise SweepError(f"several nodes run data-parallel, which takes single-tower variants; drop {', '.join(split)}")
     if options.simulate_devices == 1 or options.simulate_devices < 0:
         raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
 
@@ -103,7 +111,7 @@ def device_setups(options: SweepOptions) -> list[tuple[int, int]]:
     """(gpus, simulated devices) per setup; several GPUs also run one GPU, for scaling efficiency."""
     if options.simulate_devices:
         return [(0, options.simulate_devices)]
-    if options.gpus >= 2:
+    if options.gpus >= 2 and options.nodes == 1:
         return [(1, 0), (options.gpus, 0)]
     return [(options.gpus, 0)]
 
@@ -113,7 +121,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     validate(options)
     preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
     names = options.frameworks or list(frameworks.default_names())
-    variants = options.variants or list(preset.variants)
+    variants = options.variants or [v for v in preset.variants if options.nodes == 1 or not get_variant(v).is_split]
     modes = options.modes or ["infer", "train"]
     batch_sizes = options.batch_sizes or list(preset.batch_sizes)
     steps = options.steps or preset.steps
@@ -151,6 +159,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
                 channels_last=options.channels_last,
                 time_budget_s=budget,
                 target_precision=target if budget else 0.0,
+                nodes=options.nodes,
             )
             if reason := frameworks.get(framework).unsupported(cell):
                 raise SweepError(reason)

@@ -18,6 +18,7 @@ from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
+from benchmarks.multinode import is_reporter, peer_lost, topology
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
@@ -78,10 +79,15 @@ def measure(config: CellConfig) -> tuple[dict, bool]:
         },
         "environment": cell.environment,
     }
+    if config.nodes > 1:
+        figures["distributed"] = topology(config, int(os.environ.get("WORLD_SIZE", config.devices)))
+        return figures, is_reporter(config, os.environ)
     return figures, cell.is_reporter
 
 
-def classify(error: BaseException) -> str:
+def classify(error: BaseException, config: CellConfig | None = None) -> str:
+    if config is not None and peer_lost(error, config):
+        return "timeout"  # another node died or stopped answering mid-cell
     text = f"{type(error).__name__} {error}".lower()
     if isinstance(error, MemoryError) or any(marker in text for marker in OOM_MARKERS):
         return "oom"
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
     reporter = int(os.environ.get("RANK", "0")) == 0
+    config = None
     try:
         apply_memory_limit(args.memory_limit_bytes)
         if args.train:
@@ -117,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
 
             figures = measure_overhead(CellConfig.from_dict(json.loads(args.config)))
         else:
-            figures, reporter = measure(CellConfig.from_dict(json.loads(args.config)))
+            config = CellConfig.from_dict(json.loads(args.config))
+            reporter = is_reporter(config, os.environ)
+            figures, reporter = measure(config)
         result = {"status": "ok", "metrics": figures}
     except BaseException as error:  # the row must say what happened, whatever it was
         if isinstance(error, KeyboardInterrupt):
             raise
         result = {
-            "status": classify(error),
+            "status": classify(error, config),
             "error": f"{type(error).__name__}: {error}"[:2000],
             "traceback": traceback.format_exc()[-4000:],
         }

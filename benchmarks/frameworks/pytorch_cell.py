@@ -56,6 +56,12 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
             raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         device = devices[int(os.environ.get("LOCAL_RANK", rank))]
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if config.nodes > 1:
+            from benchmarks.multinode import check_same_cell
+
+            keys: list = [None] * world
+            dist.all_gather_object(keys, config.key())  # options must agree on every node
+            check_same_cell(keys, config)
         model = build_torch_model(arch, config.split_impl).to(device)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids), device, config.batch_size // world

@@ -120,7 +120,9 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     """Every cell of the sweep, in the order they run (cheap variants and inference first)."""
     validate(options)
     preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
-    names = options.frameworks or list(frameworks.default_names())
+    names = options.frameworks or [
+        name for name in frameworks.default_names() if options.nodes == 1 or frameworks.get(name).multi_node
+    ]
     variants = options.variants or [v for v in preset.variants if options.nodes == 1 or not get_variant(v).is_split]
     modes = options.modes or ["infer", "train"]
     batch_sizes = options.batch_sizes or list(preset.batch_sizes)

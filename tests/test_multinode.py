@@ -254,3 +254,16 @@ def descendants(pid: int) -> list[str]:
             found.append(commands.get(child, ""))
             todo.append(child)
     return found
+
+
+def test_a_multi_node_plan_takes_single_tower_variants_and_multi_node_frameworks():
+    from benchmarks import frameworks
+    from benchmarks.matrix import SweepError, SweepOptions, plan
+
+    cells = plan(SweepOptions(nodes=2, quick=True))
+    assert cells and all(c.nodes == 2 and c.parallel == "data" for c in cells)
+    assert {c.framework for c in cells} == {n for n in frameworks.default_names() if frameworks.get(n).multi_node}
+    with pytest.raises(SweepError, match="single-tower variants; drop cifar100-split"):
+        plan(SweepOptions(nodes=2, variants=["cifar100-split"]))
+    with pytest.raises(SweepError, match="keras runs on one machine"):
+        plan(SweepOptions(nodes=2, frameworks=["keras"]))

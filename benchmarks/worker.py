@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
     parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # torchrun starts workers in their own session, so killing its process group misses them: die with it.
+        from benchmarks.runner import die_with_parent
+
+        die_with_parent(os.getppid())
     reporter = int(os.environ.get("RANK", "0")) == 0
     config = None
     try:

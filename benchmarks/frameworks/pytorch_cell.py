@@ -8,6 +8,7 @@ data-parallel with DistributedDataParallel, launched by torchrun (gloo on CPU, N
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 from torch import nn
@@ -55,7 +56,9 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
         if config.batch_size % world:
             raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         device = devices[int(os.environ.get("LOCAL_RANK", rank))]
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Several nodes: a collective waiting on a lost node fails after the join timeout instead of hanging.
+        wait = {"timeout": timedelta(seconds=config.join_timeout_s)} if config.nodes > 1 else {}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **wait)
         if config.nodes > 1:
             from benchmarks.multinode import check_same_cell
 

@@ -295,6 +295,32 @@ def run(
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="PyTorch channels_last memory format.")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="i/n: run only the i-th of n equal shares of the cells, so n machines cover the sweep."),
+    ] = None,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            help="Machines running one cell data-parallel, one bench.py run each. Default: SLURM_NNODES, else 1."
+        ),
+    ] = None,
+    rendezvous: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of the first node (--nodes). Default under SLURM: the job's first host, 29500."),
+    ] = None,
+    node_rank: Annotated[
+        int | None, typer.Option(help="This node's rank, 0 on the first (--nodes). Default: SLURM_PROCID.")
+    ] = None,
+    rdzv_id: Annotated[
+        str | None, typer.Option(help="Rendezvous id shared by the nodes of one run. Default: the SLURM job id.")
+    ] = None,
+    join_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the nodes wait for each other per cell before it is a timeout.", callback=positive_seconds
+        ),
+    ] = 300.0,
 ) -> None:
     """Measure training and inference throughput and memory, each cell in its own process.
 
@@ -303,9 +329,18 @@ def run(
     """
     from benchmarks.host import Host
     from benchmarks.matrix import SweepError, SweepOptions, plan
+    from benchmarks.multinode import MultiNodeError, check_port_free, node_setup
     from benchmarks.results import ResultsFileError
+    from benchmarks.shard import ShardError, parse_shard, take_shard
     from benchmarks.sweep import open_sweep
 
+    try:
+        share = parse_shard(shard) if shard is not None else None
+        setup = node_setup(os.environ, nodes, rendezvous, node_rank, rdzv_id, join_timeout)
+    except (ShardError, MultiNodeError) as error:
+        raise fail(str(error)) from None
+    if setup.nodes > 1 and resume:
+        raise fail("--resume is for one machine: every node of a multi-node run must run the same cells")
     host = Host.detect()
     if gpus is None:
         gpus = len(host.gpus)
@@ -333,13 +368,18 @@ def run(
         channels_last=channels_last,
         best=best,
         native_bf16=host.native_bf16,
+        nodes=setup.nodes,
     )
     report_to = None if no_report else (report_dir or results.parent / "report")
     try:
-        sweep = open_sweep(plan(options), results, resume)
+        cells = setup.place(take_shard(plan(options), share) if share else plan(options))
+        if not setup.first:
+            raise typer.Exit(take_part(cells, setup, cell_timeout))
+        check_port_free(setup)
+        sweep = open_sweep(cells, results, resume)
         if report_to is not None:
             check_folder(report_to)
-    except (SweepError, SpecError, ResultsFileError) as error:
+    except (SweepError, SpecError, ResultsFileError, MultiNodeError) as error:
         raise fail(str(error)) from None
     for warning in sweep.warnings:
         warn(warning)
@@ -376,6 +416,24 @@ def run(
         write_and_announce_report([results], report_to)
     if failed:
         raise typer.Exit(1)
+
+
+def take_part(cells: list, setup, timeout_s: float) -> int:
+    """A node other than the first: take part in every cell, write nothing, exit 0 (the first node has the rows)."""
+    from benchmarks.follower import take_part_in_all
+
+    console.print(
+        f"node {setup.node_rank} of {setup.nodes}: taking part in {len(cells)} cells at {escape(setup.endpoint)}; "
+        "node 0 writes the rows",
+        highlight=False,
+    )
+
+    def on_part(index: int, part) -> None:
+        what = escape(f"{index + 1}/{len(cells)} {part.cell.label()}: {part.status} ({part.detail})")
+        console.print(f"cell {what}", highlight=False)
+
+    take_part_in_all(cells, timeout_s, on_part)
+    return 0
 
 
 def check_folder(folder: Path) -> None:

@@ -20,6 +20,9 @@ KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left
 # every framework's adapter sets it the same way (see each ``*_cell.set_math_mode``); "bf16" goes with bf16 precision.
 MATH_MODES = ("fp32", "tf32", "bf16")
 GPU_DEFAULT_MATH_MODE = "tf32"  # what TensorFlow and JAX users get without asking; torch is set to match
+# Where a multi-node cell meets its peers (benchmarks.multinode), not what it measures: never part of ``key()``,
+# so every node of one cell has the same key, and the key is the one the nodes compare at the rendezvous.
+PLACEMENT = ("node_rank", "rendezvous", "rdzv_id", "join_timeout_s")
 
 # The paper's optimiser (section 5): SGD, momentum 0.9, weight decay 5e-4. Same in both frameworks.
 LEARNING_RATE = 0.01
@@ -75,6 +78,12 @@ class CellConfig:
     target_precision: float = 0.0
     # "" (rows written before the field existed): the mode the precision implies, see ``math``.
     math_mode: str = ""
+    # Several machines (benchmarks.multinode): ``gpus`` is per node; data-parallel over all of them.
+    nodes: int = 1
+    node_rank: int = 0
+    rendezvous: str = ""  # HOST:PORT of the first node
+    rdzv_id: str = ""
+    join_timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.math_mode and self.math_mode not in MATH_MODES:
@@ -88,9 +97,14 @@ class CellConfig:
         return self.math_mode or _implied_math_mode(self.precision)
 
     @property
-    def devices(self) -> int:
-        """How many devices the cell spans (1 for CPU)."""
+    def devices_per_node(self) -> int:
+        """Devices (one process each when data-parallel) on each node (1 for CPU)."""
         return max(self.gpus, self.simulate_devices, 1)
+
+    @property
+    def devices(self) -> int:
+        """How many devices the cell spans, over all its nodes (1 for CPU on one machine)."""
+        return self.devices_per_node * self.nodes
 
     @property
     def parallel(self) -> str:
@@ -109,11 +123,16 @@ class CellConfig:
         if self.simulate_devices >= 2:
             where = f"on {self.gpus} gpu" if self.gpus else "(cpu)"
             return f"{self.simulate_devices} simulated {where}"
-        return f"{self.gpus} gpu" if self.gpus else "cpu"
+        one = f"{self.gpus} gpu" if self.gpus else "cpu"
+        return f"{self.nodes} nodes x {one}" if self.nodes > 1 else one
 
     def key(self) -> str:
-        """Stable identity of the cell, used by --resume."""
-        fields_ = {k: v for k, v in asdict(self).items() if not (k in KEY_OPTIONAL and not v)}
+        """Stable identity of the cell, used by --resume; where a multi-node cell meets its peers is not part of it."""
+        fields_ = {
+            k: v
+            for k, v in asdict(self).items()
+            if not (k in KEY_OPTIONAL and not v) and k not in PLACEMENT and not (k == "nodes" and v == 1)
+        }
         if self.math_mode in ("", _implied_math_mode(self.precision)):
             fields_.pop("math_mode")  # what cells before the field ran: old keys still match
         return job_key(fields_)  # fields at their defaults left out: old keys still match

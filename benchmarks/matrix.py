@@ -59,6 +59,7 @@ class SweepOptions:
     channels_last: bool = False
     best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
     native_bf16: bool = False  # the host's (benchmarks.host): whether --best tries bf16 on the CPU
+    nodes: int = 1  # machines, data-parallel over all of them (benchmarks.multinode)
 
 
 def _check_choices(kind: str, given: list, valid: tuple) -> None:
@@ -101,6 +102,13 @@ def validate(options: SweepOptions) -> None:
         )
     if options.precision not in PRECISIONS:
         raise SweepError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if options.nodes < 1:
+        raise SweepError(f"--nodes must be at least 1, got {options.nodes}")
+    if options.nodes > 1 and options.simulate_devices:
+        raise SweepError("--simulate-devices splits one machine's CPU; it cannot be combined with --nodes")
+    split = [name for name in options.variants if get_variant(name).is_split]
+    if options.nodes > 1 and split:
+        raise SweepError(f"several nodes run data-parallel, which takes single-tower variants; drop {', '.join(split)}")
     if options.simulate_devices == 1 or options.simulate_devices < 0:
         raise SweepError(f"--simulate-devices needs at least 2 devices, got {options.simulate_devices}")
     if options.math_mode is not None and options.math_mode not in ("fp32", "tf32"):
@@ -135,7 +143,7 @@ def device_setups(options: SweepOptions) -> list[tuple[int, int]]:
     """(gpus, simulated devices) per setup; several GPUs also run one GPU, for scaling efficiency."""
     if options.simulate_devices:
         return [(options.gpus, options.simulate_devices)]  # on the CPU, or two logical devices on one GPU
-    if options.gpus >= 2:
+    if options.gpus >= 2 and options.nodes == 1:
         return [(1, 0), (options.gpus, 0)]
     return [(options.gpus, 0)]
 
@@ -144,8 +152,10 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     """Every cell of the sweep, in the order they run (cheap variants and inference first)."""
     validate(options)
     preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
-    names = options.frameworks or list(frameworks.default_names())
-    variants = options.variants or list(preset.variants)
+    names = options.frameworks or [
+        name for name in frameworks.default_names() if options.nodes == 1 or frameworks.get(name).multi_node
+    ]
+    variants = options.variants or [v for v in preset.variants if options.nodes == 1 or not get_variant(v).is_split]
     modes = options.modes or ["infer", "train"]
     batch_sizes = options.batch_sizes or list(preset.batch_sizes)
     steps = options.steps or preset.steps
@@ -184,6 +194,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
                 time_budget_s=budget,
                 target_precision=target if budget else 0.0,
                 math_mode=math_mode(options, gpus, options.precision),
+                nodes=options.nodes,
             )
             if reason := frameworks.get(framework).unsupported(cell):
                 raise SweepError(reason)

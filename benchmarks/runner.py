@@ -108,8 +108,16 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def run_process(command: list[str], env: dict[str, str], timeout_s: float) -> dict:
-    """Run a worker command and read its RESULT line; a worker without one becomes a failure."""
+def run_process(
+    command: list[str],
+    env: dict[str, str],
+    timeout_s: float,
+    explain: Callable[[str], tuple[str, str] | None] = lambda stderr: None,
+) -> dict:
+    """Run a worker command and read its RESULT line; a worker without one becomes a failure.
+
+    ``explain`` may name the failure from the launcher's last words (a node that never joined).
+    """
     parent = os.getpid()
     process = subprocess.Popen(
         command,
@@ -132,7 +140,7 @@ def run_process(command: list[str], env: dict[str, str], timeout_s: float) -> di
     results = [line[len(RESULT_PREFIX) :] for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if results:
         return json.loads(results[-1])
-    status, error = _failure_from_exit(process.returncode, stderr)
+    status, error = explain(stderr) or _failure_from_exit(process.returncode, stderr)
     return {"status": status, "error": error}
 
 
@@ -148,7 +156,13 @@ def run_worker(
     job: WorkerJob, timeout_s: float, memory_limit_bytes: int | None = None, env: dict[str, str] | None = None
 ) -> dict:
     """Run one job; returns {'status', 'metrics'?, 'error'?} whatever happens to the worker."""
-    return run_process(worker_command(job, memory_limit_bytes), env or worker_environment(job), timeout_s)
+    explain = frameworks.get(job.framework).explain_exit
+    return run_process(
+        worker_command(job, memory_limit_bytes),
+        env or worker_environment(job),
+        timeout_s,
+        lambda err: explain(job, err),
+    )
 
 
 def run_sweep(

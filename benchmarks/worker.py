@@ -18,6 +18,7 @@ from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
+from benchmarks.multinode import is_reporter, peer_lost, topology
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
@@ -98,10 +99,15 @@ def _measure_prepared(
         "memory": memory,
         "environment": cell.environment,
     }
+    if config.nodes > 1:
+        figures["distributed"] = topology(config, int(os.environ.get("WORLD_SIZE", config.devices)))
+        return figures, is_reporter(config, os.environ)
     return figures, cell.is_reporter
 
 
-def classify(error: BaseException) -> str:
+def classify(error: BaseException, config: CellConfig | None = None) -> str:
+    if config is not None and peer_lost(error, config):
+        return "timeout"  # another node died or stopped answering mid-cell
     text = f"{type(error).__name__} {error}".lower()
     if isinstance(error, MemoryError) or any(marker in text for marker in OOM_MARKERS):
         return "oom"
@@ -124,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
     parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # torchrun starts workers in their own session, so killing its process group misses them: die with it.
+        from benchmarks.runner import die_with_parent
+
+        die_with_parent(os.getppid())
     reporter = int(os.environ.get("RANK", "0")) == 0
+    config = None
     try:
         apply_memory_limit(args.memory_limit_bytes)
         if args.train:
@@ -137,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
             figures = measure_overhead(CellConfig.from_dict(json.loads(args.config)))
         else:
-            figures, reporter = measure(CellConfig.from_dict(json.loads(args.config)))
+            config = CellConfig.from_dict(json.loads(args.config))
+            reporter = is_reporter(config, os.environ)
+            figures, reporter = measure(config)
         result = {"status": "ok", "metrics": figures}
     except BaseException as error:  # the row must say what happened, whatever it was
         if isinstance(error, KeyboardInterrupt):
             raise
         result = {
-            "status": classify(error),
+            "status": classify(error, config),
             "error": f"{type(error).__name__}: {error}"[:2000],
             "traceback": traceback.format_exc()[-4000:],
         }

@@ -36,6 +36,7 @@ class Framework:
     compared_by_default: bool = False  # in the default pair of ``run`` and ``train``
     fast_paths: tuple[str, ...] = ()  # subset of FAST_PATHS
     multi_device: tuple[str, ...] = ()  # subset of MULTI_DEVICE_MODES
+    multi_node: bool = False  # data-parallel over several machines (benchmarks.multinode)
     trains: bool = False  # whether ``bench.py train`` can run it
     keras_backend: str | None = None  # KERAS_BACKEND its workers get (None: not Keras)
 
@@ -52,6 +53,8 @@ class Framework:
         if wanted:
             offered = ", ".join(OPTIONS[path] for path in self.fast_paths) or "none"
             return f"{self.name} does not take {', '.join(wanted)} (its fast paths: {offered}); drop it or {self.name}"
+        if config.nodes > 1 and not self.multi_node:
+            return f"{self.name} runs on one machine in this suite; drop it or --nodes"
         if config.parallel != "none" and config.parallel not in self.multi_device:
             return (
                 f"{self.name} runs on one device in this suite; the multi-device paths are those of the frameworks "
@@ -70,6 +73,10 @@ class Framework:
     def worker_environment(self, config: CellConfig | None) -> dict[str, str]:
         """Environment variables a worker of this framework needs before anything is imported."""
         return {"KERAS_BACKEND": self.keras_backend} if self.keras_backend else {}
+
+    def explain_exit(self, config: CellConfig, stderr: str) -> tuple[str, str] | None:
+        """(status, error) of a worker that ended without a result, read from its launcher's last words; or None."""
+        return None
 
     def prepare(self, config: CellConfig) -> PreparedCell:
         """Build the model and data on the cell's devices; return the step to time and its helpers."""

@@ -10,6 +10,7 @@ two ranks sharing ``cuda:0`` over gloo (NCCL refuses two ranks on one device).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ def _devices(config: CellConfig) -> list[torch.device]:
     return [torch.device("cpu")] * config.devices
 
 
-def join_process_group(device: torch.device, shared: bool, dist: object, cuda: object) -> str:
+def join_process_group(device: torch.device, shared: bool, dist: object, cuda: object, **options: object) -> str:
     """Bind this rank to its GPU, then join the group; the backend used.
 
     ``set_device`` comes first: NCCL creates its communicator on the current device, and without it every rank
@@ -65,7 +66,7 @@ def join_process_group(device: torch.device, shared: bool, dist: object, cuda: o
     if device.type == "cuda":
         cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" and not shared else "gloo"
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, **options)
     return backend
 
 
@@ -96,7 +97,15 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
         if config.batch_size % world:
             raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         device = devices[int(os.environ.get("LOCAL_RANK", rank))]
-        join_process_group(device, len(set(devices)) < len(devices), dist, torch.cuda)
+        # Several nodes: a collective waiting on a lost node fails after the join timeout instead of hanging.
+        wait = {"timeout": timedelta(seconds=config.join_timeout_s)} if config.nodes > 1 else {}
+        join_process_group(device, len(set(devices)) < len(devices), dist, torch.cuda, **wait)
+        if config.nodes > 1:
+            from benchmarks.multinode import check_same_cell
+
+            keys: list = [None] * world
+            dist.all_gather_object(keys, config.key())  # options must agree on every node
+            check_same_cell(keys, config)
         model = build_torch_model(arch, config.split_impl).to(device)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids), device, config.batch_size // world

@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from benchmarks import frameworks
 from implementations.spec import SpecError
-from implementations.variants import BUILDABLE_VARIANTS, SPLIT_IMPLS, VARIANTS, get_variant
+from implementations.variants import BUILDABLE_VARIANTS, SPLIT_IMPLS, get_variant
 
 app = typer.Typer(
     help="AlexNet (Krizhevsky et al. 2012) in Keras 3 and PyTorch: prove they are the same network, then measure them.",
@@ -66,15 +66,10 @@ def quiet_frameworks() -> None:
 @app.command()
 def variants() -> None:
     """List the variants: input shape, classes, parameters and forward FLOPs, computed from the spec."""
+    from implementations.variants import every_variant
     from reports.parity_table import render_variants, variants_frame
 
-    architectures: dict = {}
-    for name in VARIANTS:
-        try:
-            architectures[name] = get_variant(name)
-        except SpecError as error:
-            architectures[name] = str(error)
-    render_variants(variants_frame(architectures), console)
+    render_variants(variants_frame(every_variant()), console)
 
 
 @app.command()

@@ -6,9 +6,10 @@ skipping finished jobs and picking the newest row per job are written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.results import LoadedResults, ResultRow, check_writable, done_keys, lock_results, read_results
 from benchmarks.runner import WorkerJob, run_sweep
@@ -37,28 +38,14 @@ def open_sweep(jobs: Sequence[WorkerJob], results: Path, resume: bool = False) -
     return Sweep(list(jobs), todo, results, existing.warnings)
 
 
-def execute(
-    sweep: Sweep,
-    machine: dict,
-    *,
-    timeout_s: float,
-    memory_limit_bytes: int | None = None,
-    gpu_uuids: Sequence[str] = (),
-    on_start: Callable[[int, WorkerJob], None] = lambda index, job: None,
-    on_row: Callable[[ResultRow], None] = lambda row: None,
-) -> list[ResultRow]:
-    """Run the sweep's remaining jobs under an exclusive lock on its results file."""
+def execute(sweep: Sweep, machine: dict, **options: Any) -> list[ResultRow]:
+    """Run the sweep's remaining jobs under an exclusive lock on its results file.
+
+    ``options`` are :func:`benchmarks.runner.run_sweep`'s: the timeout, the memory cap, the GPUs,
+    the progress callbacks.
+    """
     with lock_results(sweep.results):
-        return run_sweep(
-            sweep.todo,
-            sweep.results,
-            machine,
-            timeout_s=timeout_s,
-            memory_limit_bytes=memory_limit_bytes,
-            gpu_uuids=gpu_uuids,
-            on_start=on_start,
-            on_row=on_row,
-        )
+        return run_sweep(sweep.todo, sweep.results, machine, **options)
 
 
 def latest_rows(sweep: Sweep) -> list[ResultRow]:

@@ -78,7 +78,30 @@ def weight_modules(block: nn.Module) -> list[nn.Conv2d | nn.Linear]:
     return [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-class AlexNet(nn.Module):
+class SpecLayerWeights:
+    """Weights per spec layer for a module whose ``blocks`` map spec layer names to modules.
+
+    A block's parts (its towers or, model-parallel, its per-device halves) each own a slice of
+    the output channels, so their weights concatenated along the output axis are the grouped
+    layout, the same for every PyTorch model here.
+    """
+
+    blocks: nn.ModuleDict
+
+    def layer_parameter_counts(self) -> dict[str, int]:
+        """Parameters per spec layer, all parts together."""
+        return block_parameter_counts(self.blocks)
+
+    def export_weights(self) -> LayerWeights:
+        """Weights per spec layer in PyTorch layout, parts concatenated along the output axis."""
+        return export_block_weights(self.blocks)
+
+    def import_weights(self, weights: LayerWeights) -> None:
+        """Load weights in :meth:`export_weights`' layout; each part takes its slice, a mismatch names the layer."""
+        import_block_weights(self.blocks, weights)
+
+
+class AlexNet(SpecLayerWeights, nn.Module):
     """AlexNet from a spec; ``split_impl`` picks how a two-tower layer is computed."""
 
     def __init__(self, arch: Architecture, split_impl: str = "grouped") -> None:
@@ -135,17 +158,6 @@ class AlexNet(nn.Module):
     def layer_outputs(self, x: Tensor) -> dict[str, Tensor]:
         """Every spec layer's output, towers joined, for parity checks."""
         return self._run(x, keep=True)[1]
-
-    def layer_parameter_counts(self) -> dict[str, int]:
-        return block_parameter_counts(self.blocks)
-
-    def export_weights(self) -> LayerWeights:
-        """Weights per spec layer in PyTorch layout, towers concatenated along the output axis."""
-        return export_block_weights(self.blocks)
-
-    def import_weights(self, weights: LayerWeights) -> None:
-        """Load weights in :meth:`export_weights`' layout; a shape mismatch names the layer."""
-        import_block_weights(self.blocks, weights)
 
 
 def block_parameter_counts(blocks: nn.ModuleDict) -> dict[str, int]:

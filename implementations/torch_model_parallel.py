@@ -30,13 +30,10 @@ from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Flatte
 from implementations.torch_alexnet import (
     LocalResponseNorm,
     PerTower,
+    SpecLayerWeights,
     activation_modules,
-    block_parameter_counts,
-    export_block_weights,
-    import_block_weights,
 )
 from implementations.towers import check_one_tower_per_device, output_width, sees_every_tower
-from implementations.weight_mapping import LayerWeights
 
 
 def _to(x: Tensor, device: torch.device) -> Tensor:
@@ -58,7 +55,7 @@ def _check_device(device: torch.device) -> None:
         raise ValueError(f"device {device} asked for, but {torch.cuda.device_count()} CUDA device(s) found")
 
 
-class ModelParallelAlexNet(nn.Module):
+class ModelParallelAlexNet(SpecLayerWeights, nn.Module):
     """AlexNet with tower ``i`` of every weight layer on ``devices[i]`` (paper section 3.2).
 
     ``forward`` takes the batch on ``devices[0]`` and returns the logits there; the paper's
@@ -123,15 +120,3 @@ class ModelParallelAlexNet(nn.Module):
                 xs = [_join(xs, device) for device in self.devices]
             xs = block(xs) if isinstance(block, PerTower) else [block(t) for t in xs]
         return _join(xs, self.devices[0])
-
-    def layer_parameter_counts(self) -> dict[str, int]:
-        """Parameters per spec layer, both devices' halves together."""
-        return block_parameter_counts(self.blocks)
-
-    def export_weights(self) -> LayerWeights:
-        """Weights per spec layer in PyTorch layout, device halves concatenated along axis 0."""
-        return export_block_weights(self.blocks)
-
-    def import_weights(self, weights: LayerWeights) -> None:
-        """Load weights in :meth:`export_weights`' layout; each device takes its half along axis 0."""
-        import_block_weights(self.blocks, weights)

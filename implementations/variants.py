@@ -159,3 +159,14 @@ def get_variant(name: str) -> Architecture:
     arch = VARIANTS[name]()
     infer(arch)
     return arch
+
+
+def every_variant() -> dict[str, Architecture | str]:
+    """Every named variant: its checked architecture, or the reason it cannot be built."""
+    found: dict[str, Architecture | str] = {}
+    for name in VARIANTS:
+        try:
+            found[name] = get_variant(name)
+        except SpecError as error:
+            found[name] = str(error)
+    return found

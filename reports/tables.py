@@ -24,8 +24,8 @@ import pandas as pd
 
 from benchmarks import frameworks
 from benchmarks.cell import BASELINE_FAST_PATHS
-from implementations.spec import SpecError, infer
-from implementations.variants import PAPER_NEURONS, VARIANTS, get_variant
+from implementations.spec import infer
+from implementations.variants import PAPER_NEURONS, every_variant, get_variant
 from reports.ceilings import device_ceiling, per_device_gflops
 from reports.parity_table import variants_frame
 from reports.statistics import process_spread, ratio_replicates
@@ -546,13 +546,7 @@ def accuracy_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 def variants_table() -> ReportTable:
     """Every variant from the spec (no framework import): input, classes, parameters, forward FLOPs."""
-    architectures: dict = {}
-    for name in VARIANTS:
-        try:
-            architectures[name] = get_variant(name)
-        except SpecError as error:
-            architectures[name] = str(error)
-    frame = variants_frame(architectures).rename(
+    frame = variants_frame(every_variant()).rename(
         columns={"input_hwc": "input (HxWxC)", "forward_gflops": "forward GFLOPs/image"}
     )
     return ReportTable("Variants", frame, [], {"forward GFLOPs/image": ".3f"})

@@ -7,10 +7,10 @@ back inside the result row, so every figure carries the exact configuration that
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from benchmarks.results import job_key
+from benchmarks.results import job_key, known_fields
 from implementations.variants import get_variant
 
 MODES = ("train", "infer")
@@ -162,11 +162,7 @@ class CellConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> CellConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown cell fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return cls(**known_fields(cls, data, "cell"))
 
 
 @dataclass

@@ -51,6 +51,14 @@ def job_key(config: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def known_fields(cls: type, data: dict, what: str) -> dict:
+    """``data`` for a job dataclass ``cls``; a field it does not have is an error naming ``what``."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} fields: {', '.join(sorted(unknown))}")
+    return data
+
+
 def new_run_id() -> str:
     """One id per ``bench.py`` invocation, shared by all the rows it writes."""
     return uuid.uuid4().hex[:12]

@@ -9,6 +9,7 @@ window or global state is involved.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib
@@ -64,31 +65,43 @@ def throughput_bars(summary: pd.DataFrame) -> bytes | None:
     for axes, (mode, setup) in zip(_panels(figure, len(panels)), panels.itertuples(index=False), strict=True):
         part = cells[(cells["mode"] == mode) & (cells["device_setup"] == setup)]
         configs = part[["variant", "batch_size"]].drop_duplicates().sort_values(["variant", "batch_size"])
-        names = sorted(part["framework"].unique())
-        width = 0.8 / len(names)
-        for offset, framework in enumerate(names):
-            rows = configs.merge(part[part["framework"] == framework], on=["variant", "batch_size"], how="left")
-            heights = rows["images_per_s"].to_numpy(float)
-            errors = np.vstack([heights - rows["images_per_s_q25"], rows["images_per_s_q75"] - heights])
-            positions = np.arange(len(configs)) + (offset - (len(names) - 1) / 2) * width
-            drawn = np.isfinite(heights)
-            axes.bar(
-                positions[drawn],
-                heights[drawn],
-                width,
-                yerr=errors[:, drawn],
-                capsize=3,
-                label=frameworks.label(framework),
-                color=frameworks.colour(framework),
-            )
-            for position, status in zip(positions[~drawn], rows["status"].fillna("missing")[~drawn], strict=True):
-                axes.text(position, 0, f" {status}", rotation=90, ha="center", va="bottom", fontsize=8, color="#b00")
+        _bars_per_framework(axes, configs, part, ["variant", "batch_size"], "images_per_s", "status", _iqr_errors)
         labels = [f"{variant}\nbs={batch}" for variant, batch in configs.itertuples(index=False)]
         axes.set_xticks(np.arange(len(configs)), labels, fontsize=8)
         axes.set_ylabel("images/s")
         axes.set_title(f"{mode}, {setup}: median images/s, error bars = IQR", fontsize=10)
         axes.legend(fontsize=8)
     return _png(figure)
+
+
+def _iqr_errors(rows: pd.DataFrame, heights: np.ndarray) -> np.ndarray:
+    """Error bars from the median down to the first quartile and up to the third."""
+    return np.vstack([heights - rows["images_per_s_q25"], rows["images_per_s_q75"] - heights])
+
+
+def _bars_per_framework(
+    axes,
+    configs: pd.DataFrame,
+    part: pd.DataFrame,
+    on: list[str],
+    value: str,
+    missing: str,
+    errors: Callable[[pd.DataFrame, np.ndarray], np.ndarray] | None = None,
+    **style: object,
+) -> None:
+    """One bar per configuration and framework, side by side; a missing figure is a red label, never a zero bar."""
+    names = sorted(part["framework"].unique())
+    width = 0.8 / len(names)
+    for offset, framework in enumerate(names):
+        rows = configs.merge(part[part["framework"] == framework], on=on, how="left")
+        heights = rows[value].to_numpy(float)
+        positions = np.arange(len(configs)) + (offset - (len(names) - 1) / 2) * width
+        drawn = np.isfinite(heights)
+        extra = {"yerr": errors(rows, heights)[:, drawn], "capsize": 3} if errors else {}
+        label, colour = frameworks.label(framework), frameworks.colour(framework)
+        axes.bar(positions[drawn], heights[drawn], width, label=label, color=colour, **extra, **style)
+        for position, text in zip(positions[~drawn], rows[missing].fillna("missing")[~drawn], strict=True):
+            axes.text(position, 0, f" {text}", rotation=90, ha="center", va="bottom", fontsize=8, color="#b00")
 
 
 def _lines_by_batch(summary: pd.DataFrame, value: str, ylabel: str, title: str) -> bytes | None:
@@ -148,24 +161,10 @@ def scaling_plot(scaling: pd.DataFrame) -> bytes | None:
     for axes, setup in zip(_panels(figure, len(setups)), setups, strict=True):
         part = rows[rows["devices"] == setup]
         configs = part[["variant", "mode", "batch"]].drop_duplicates().sort_values(["variant", "mode", "batch"])
-        names = sorted(part["framework"].unique())
-        width = 0.8 / len(names)
         simulated = "simulated" in str(setup)
-        for offset, framework in enumerate(names):
-            line = configs.merge(part[part["framework"] == framework], on=["variant", "mode", "batch"], how="left")
-            heights = line["speedup"].to_numpy(float)
-            positions = np.arange(len(configs)) + (offset - (len(names) - 1) / 2) * width
-            drawn = np.isfinite(heights)
-            axes.bar(
-                positions[drawn],
-                heights[drawn],
-                width,
-                color=frameworks.colour(framework),
-                hatch="//" if simulated else None,
-                label=frameworks.label(framework),
-            )
-            for position, note in zip(positions[~drawn], line["note"].fillna("missing")[~drawn], strict=True):
-                axes.text(position, 0, f" {note}", rotation=90, ha="center", va="bottom", fontsize=7, color="#b00")
+        _bars_per_framework(
+            axes, configs, part, ["variant", "mode", "batch"], "speedup", "note", hatch="//" if simulated else None
+        )
         devices = int(str(setup).split()[0])
         axes.axhline(devices, color="grey", linestyle="--", linewidth=0.8, label=f"ideal ({devices}x)")
         axes.axhline(1, color="black", linewidth=0.6)

@@ -9,13 +9,13 @@ paper's section 5). Only dropout masks come from each framework's own generator.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from benchmarks.cell import MOMENTUM, WEIGHT_DECAY
-from benchmarks.results import job_key
+from benchmarks.results import job_key, known_fields
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training fields: {', '.join(sorted(unknown))}")
-        data = {**data, "decay_at": tuple(data.get("decay_at", cls.decay_at))}
-        return cls(**data)
+        data = known_fields(cls, data, "training")
+        return cls(**{**data, "decay_at": tuple(data.get("decay_at", cls.decay_at))})
 
 
 def learning_rate(config: TrainConfig, epoch: int, done: float = 1.0) -> float:

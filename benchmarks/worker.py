@@ -16,6 +16,7 @@ import traceback
 
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
+from benchmarks.lifeline import die_with_current_parent
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from implementations.spec import forward_flops
@@ -134,4 +135,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    die_with_current_parent()  # under torchrun the runner's own link reaches torchrun only, not its ranks
     sys.exit(main())

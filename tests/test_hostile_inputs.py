@@ -11,11 +11,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from benchmarks.cell import CellConfig
+from benchmarks.matrix import SweepOptions, model_parallel_note, plan
 from tests.results_factory import ok_row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +158,19 @@ def test_report_keeps_stderr_empty_when_matplotlib_has_no_cache_folder(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_split_variants_take_one_gpu_per_tower_when_more_gpus_are_asked_for():
+    """``--gpus 4`` (the default on a 4-GPU host) must not refuse the split: it runs model-parallel on 2 and says so."""
+    options = SweepOptions(
+        frameworks=["torch"], variants=["cifar100-split", "cifar100-single"], modes=["infer"], gpus=4, repeats=1
+    )
+    setups = {(cell.variant, cell.gpus, cell.parallel) for cell in plan(options)}
+    assert setups == {
+        ("cifar100-split", 1, "none"),
+        ("cifar100-split", 2, "model"),
+        ("cifar100-single", 1, "none"),
+        ("cifar100-single", 4, "data"),
+    }
+    assert "cifar100-split run model-parallel on 2 of the 4 GPUs" in (model_parallel_note(options) or "")
+    assert model_parallel_note(replace(options, gpus=2)) is None

@@ -323,7 +323,7 @@ def run(
     with its status and the sweep goes on. Ctrl-C or SIGTERM keeps every finished row.
     """
     from benchmarks.host import Host
-    from benchmarks.matrix import SweepError, SweepOptions, plan
+    from benchmarks.matrix import SweepError, SweepOptions, model_parallel_note, plan
     from benchmarks.multinode import MultiNodeError, check_port_free, node_setup
     from benchmarks.results import ResultsFileError
     from benchmarks.shard import ShardError, parse_shard, take_shard
@@ -378,6 +378,8 @@ def run(
         raise fail(str(error)) from None
     for warning in sweep.warnings:
         warn(warning)
+    if note := model_parallel_note(options):
+        console.print(f"note: {note}", highlight=False)
     if best and not gpus and not simulate_devices and not host.native_bf16:
         console.print(
             "note: bf16 not tried: this CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 is far "

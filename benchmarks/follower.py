@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from benchmarks.cell import CellConfig
+from benchmarks.lifeline import die_with_parent
 from benchmarks.measure.environment import ROOT
-from benchmarks.runner import _kill_group, die_with_parent, worker_command, worker_environment
+from benchmarks.runner import _kill_group, worker_command, worker_environment
 
 
 @dataclass(frozen=True)

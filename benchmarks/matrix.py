@@ -148,14 +148,52 @@ def device_setups(options: SweepOptions) -> list[tuple[int, int]]:
     return [(options.gpus, 0)]
 
 
+def _preset(options: SweepOptions) -> Preset:
+    return QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
+
+
+def towers(variant: str) -> int:
+    """Towers of a variant's widest layer: 2 for the paper's split (section 3.2), 1 for a single tower."""
+    return max(getattr(layer, "towers", 1) for layer in get_variant(variant).layers)
+
+
+def _check_model_parallel(options: SweepOptions, variants: list[str]) -> None:
+    """Model parallelism puts one tower on each device, so it needs exactly as many devices as towers."""
+    wrong = [v for v in variants if towers(v) > 1 and options.simulate_devices not in (0, towers(v))]
+    if wrong:
+        raise SweepError(
+            f"{wrong[0]} has {towers(wrong[0])} towers and runs model-parallel on exactly {towers(wrong[0])} "
+            f"devices (one tower each), not {options.simulate_devices}: use --simulate-devices {towers(wrong[0])}, "
+            "or single-tower variants only (-v cifar100-single) for data-parallel on more"
+        )
+
+
+def model_parallel_note(options: SweepOptions) -> str | None:
+    """What ``plan`` does with split variants when more GPUs than towers are asked for, in one line."""
+    variants = options.variants or list(_preset(options).variants)
+    split = [v for v in variants if towers(v) > 1]
+    if not split or options.gpus <= max(map(towers, split)):
+        return None
+    single = "; single-tower variants run data-parallel on all of them" if len(split) < len(variants) else ""
+    return (
+        f"{', '.join(split)} run model-parallel on {max(map(towers, split))} of the {options.gpus} GPUs "
+        f"(one tower per GPU){single}"
+    )
+
+
 def plan(options: SweepOptions) -> list[CellConfig]:
-    """Every cell of the sweep, in the order they run (cheap variants and inference first)."""
+    """Every cell of the sweep, in the order they run (cheap variants and inference first).
+
+    A split variant runs model-parallel with one tower per device: with more GPUs than towers it
+    uses as many GPUs as it has towers (:func:`model_parallel_note`); simulated devices must match.
+    """
     validate(options)
-    preset = QUICK if options.quick else (GPU_DEFAULT if options.gpus else CPU_DEFAULT)
+    preset = _preset(options)
     names = options.frameworks or [
         name for name in frameworks.default_names() if options.nodes == 1 or frameworks.get(name).multi_node
     ]
     variants = options.variants or [v for v in preset.variants if options.nodes == 1 or not get_variant(v).is_split]
+    _check_model_parallel(options, variants)
     modes = options.modes or ["infer", "train"]
     batch_sizes = options.batch_sizes or list(preset.batch_sizes)
     steps = options.steps or preset.steps
@@ -171,6 +209,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
     ):
         if get_variant(variant).is_split and (gpus >= 2 or simulated >= 2):
             impls = ["towers"]  # model-parallel: one tower per device is the towers formulation
+            gpus = min(gpus, towers(variant))
         elif get_variant(variant).is_split:
             impls = options.split_impls or [frameworks.get(framework).default_split_impl]
         else:

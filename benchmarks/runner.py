@@ -6,13 +6,13 @@ turns anything else (a crash, a kill, a timeout) into a failed row with its reas
 goes on. The same loop runs throughput cells (``bench.py run``) and training runs (``bench.py
 train``); ``run_selfcheck`` runs the harness-overhead check, which writes no row.
 
-Workers never outlive the parent: each asks the kernel to kill it when its parent dies, and an
-interrupted parent (Ctrl-C, SIGTERM) kills the worker's whole process group before it exits.
+Workers never outlive the parent: each asks the kernel to kill it when its parent dies
+(``benchmarks.lifeline``; torchrun's ranks when torchrun dies), and an interrupted parent
+(Ctrl-C, SIGTERM) kills the worker's whole process group before it exits.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -25,11 +25,10 @@ from typing import Protocol
 
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig
+from benchmarks.lifeline import die_with_parent
 from benchmarks.measure.environment import ROOT
 from benchmarks.results import Job, ResultRow, append_row, new_run_id
 from benchmarks.worker import RESULT_PREFIX
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class WorkerJob(Job, Protocol):
@@ -93,19 +92,6 @@ def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
         reason = " (out of memory: the kernel's OOM killer, or kill -9)" if returncode == -signal.SIGKILL else ""
         return "killed", f"worker killed by {name}{reason}"
     return "crashed", f"worker exited with code {returncode} without a result: {tail or 'no output'}"
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere nothing).
-
-    Runs in the child between fork and exec. If the parent is already gone, exit at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 def run_process(

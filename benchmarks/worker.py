@@ -16,6 +16,7 @@ import traceback
 
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
+from benchmarks.lifeline import die_with_current_parent
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from benchmarks.multinode import is_reporter, peer_lost, topology
@@ -130,11 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit-bytes", type=int, default=None)
     parser.add_argument("--selfcheck", action="store_true", help="with --config: harness overhead vs a bare loop")
     args = parser.parse_args(argv)
-    if "TORCHELASTIC_RUN_ID" in os.environ:
-        # torchrun starts workers in their own session, so killing its process group misses them: die with it.
-        from benchmarks.runner import die_with_parent
-
-        die_with_parent(os.getppid())
     reporter = int(os.environ.get("RANK", "0")) == 0
     config = None
     try:
@@ -168,4 +164,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    die_with_current_parent()  # under torchrun the runner's own link reaches torchrun only, not its ranks
     sys.exit(main())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reports.load import load_results
@@ -129,12 +130,12 @@ class ComparisonResult:
     def render(self, console: Console) -> None:
         """The comparison in the terminal, regressions in red."""
         for warning in self.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         if self.nothing_to_compare:
             for title, frame in (("base", self.removed), ("new", self.added)):
                 console.print(f"{title} has {len(frame)} cells:", highlight=False)
                 for line in frame.itertuples(index=False):
-                    console.print(f"  {' '.join(str(v) for v in line)}", highlight=False)
+                    console.print(f"  {_plain(line)}", highlight=False)
             console.print(self.headline(), highlight=False)
             return
         table = self.table()
@@ -147,15 +148,22 @@ class ComparisonResult:
                 else "right",
             )
         for row in table.frame.itertuples(index=False):
-            cells = [format_value(v, table.formats.get(c)) for c, v in zip(table.frame.columns, row, strict=True)]
+            cells = [
+                escape(format_value(v, table.formats.get(c))) for c, v in zip(table.frame.columns, row, strict=True)
+            ]
             verdict = row[table.frame.columns.get_loc("verdict")]
             style = VERDICT_STYLE.get(verdict, "yellow" if verdict.startswith("inconclusive") else None)
             rich_table.add_row(*cells, style=style)
         console.print(rich_table)
         for title, frame in (("added", self.added), ("removed", self.removed)):
             for line in frame.itertuples(index=False):
-                console.print(f"{title}: {' '.join(str(v) for v in line)}", highlight=False)
+                console.print(f"{title}: {_plain(line)}", highlight=False)
         console.print(self.headline(), highlight=False)
+
+
+def _plain(values: Sequence) -> str:
+    """A cell's fields as one line, its names (read from a file) escaped so rich prints them as they are."""
+    return escape(" ".join(str(value) for value in values))
 
 
 def parse_threshold(text: str) -> float:

@@ -9,10 +9,15 @@ window or global state is involved.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import matplotlib
+# matplotlib logs its cache-folder trouble (an unwritable home folder) on import, several lines on stderr; it
+# falls back to a temporary folder and the plots are unaffected, so the report keeps stderr for real problems.
+logging.getLogger("matplotlib").addHandler(logging.NullHandler())
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 

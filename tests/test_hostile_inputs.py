@@ -1,0 +1,176 @@
+"""Every bad input a new or hostile user tried, through the command line: one line, exit 2, no traceback.
+
+Each case must be refused before any worker starts (so each takes about a second), and must leave
+every file it was given byte for byte as it was. ``{tmp}`` in an argument is the case's folder,
+filled by :func:`workspace` with a valid results file, a FIFO, garbage and broken inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cell import CellConfig
+from benchmarks.matrix import SweepOptions, model_parallel_note, plan
+from tests.results_factory import ok_row
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ("run", "-f", "torch", "-v", "cifar100-single", "-m", "infer", "--repeats", "1", "--no-report")
+OK = "{tmp}/rows.jsonl"  # a valid results file with one row
+LONG = "x" * 300  # a long name: the error line must not be wrapped when stderr is piped
+
+
+def workspace(folder: Path) -> None:
+    """The files the cases point at."""
+    row = ok_row(CellConfig("torch", "cifar100-single", "infer", 2), [0.1, 0.11, 0.1])
+    (folder / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    other = ok_row(CellConfig("keras", "cifar100-split", "train", 4, split_impl="towers"), [0.2, 0.2, 0.21])
+    (folder / "other.jsonl").write_text(json.dumps(other) + "\n")
+    marked = ok_row(CellConfig("keras", "cifar100-split", "train", 4), [0.2, 0.2, 0.21])
+    marked["cell"]["variant"] = "[/]"
+    (folder / "markup.jsonl").write_text(json.dumps(marked) + "\n")
+    wrong_type = json.loads(json.dumps(row))
+    wrong_type["cell"]["batch_size"] = "big"
+    (folder / "wrong_type.jsonl").write_text(json.dumps(wrong_type) + "\n")
+    (folder / "not_objects.json").write_text(json.dumps({"benchmarks": [1]}))
+    (folder / "no_stats.json").write_text(json.dumps({"benchmarks": [{"name": "x"}]}))
+    (folder / "garbage.bin").write_bytes(bytes(range(256)) * 64)
+    (folder / "text.txt").write_text("hello\nworld\n")
+    (folder / "empty_dir").mkdir()
+    os.mkfifo(folder / "fifo")
+
+
+CASES = {
+    # results paths that are not regular files: /dev/full and /dev/zero used to be read without end
+    "results /dev/full": ([*RUN, "--results", "/dev/full"], "not a regular file"),
+    "results /dev/zero": ([*RUN, "--results", "/dev/zero"], "not a regular file"),
+    "results /dev/null": ([*RUN, "--results", "/dev/null"], "not a regular file"),
+    "results fifo": ([*RUN, "--results", "{tmp}/fifo"], "not a regular file"),
+    "results directory": ([*RUN, "--results", "{tmp}/empty_dir"], "is a directory"),
+    "report /dev/zero": (["report", "/dev/zero", "--out", "{tmp}/out"], "no results file at /dev/zero"),
+    "compare fifo": (["compare", OK, "{tmp}/fifo"], "no results file at {tmp}/fifo"),
+    # garbage given as results: refused, nothing appended
+    "run on binary results": ([*RUN, "--results", "{tmp}/garbage.bin"], "not a results file"),
+    "run on text results": ([*RUN, "--results", "{tmp}/text.txt"], "not a results file"),
+    "report on binary": (["report", "{tmp}/garbage.bin", "--out", "{tmp}/out"], "not a results file"),
+    "compare with binary": (["compare", OK, "{tmp}/garbage.bin"], "not a results file"),
+    # a row of this schema with a wrong field type
+    "report wrong field type": (["report", "{tmp}/wrong_type.jsonl", "--out", "{tmp}/out"], "batch_size must be int"),
+    "compare wrong field type": (["compare", OK, "{tmp}/wrong_type.jsonl"], "batch_size must be int"),
+    "run wrong field type": ([*RUN, "--results", "{tmp}/wrong_type.jsonl"], "line 1: cell.batch_size"),
+    # malformed pytest-benchmark JSON
+    "report benchmarks [1]": (["report", "{tmp}/not_objects.json", "--out", "{tmp}/out"], "not pytest-benchmark"),
+    "compare benchmarks [1]": (["compare", "{tmp}/not_objects.json", OK], "not pytest-benchmark"),
+    "report benchmark without stats": (["report", "{tmp}/no_stats.json", "--out", "{tmp}/out"], "no stats.median"),
+    # impossible numbers
+    "cell-timeout inf": ([*RUN, "--results", OK, "--cell-timeout", "inf"], "positive number of seconds"),
+    "cell-timeout nan": ([*RUN, "--results", OK, "--cell-timeout", "nan"], "positive number of seconds"),
+    "cell-timeout 0": ([*RUN, "--results", OK, "--cell-timeout", "0"], "positive number of seconds"),
+    "cell-timeout -5": ([*RUN, "--results", OK, "--cell-timeout", "-5"], "positive number of seconds"),
+    "train timeout nan": (["train", "--results", OK, "--timeout", "nan"], "positive number of seconds"),
+    "memory-limit inf": ([*RUN, "--results", OK, "--memory-limit-gb", "inf"], "at least 0.5"),
+    "memory-limit 0": ([*RUN, "--results", OK, "--memory-limit-gb", "0"], "at least 0.5"),
+    "memory-limit negative": ([*RUN, "--results", OK, "--memory-limit-gb", "-1"], "at least 0.5"),
+    "memory-limit tiny": ([*RUN, "--results", OK, "--memory-limit-gb", "0.01"], "at least 0.5"),
+    # device setups the plan cannot run: the split needs exactly one device per tower
+    "simulate 3 devices, split": (
+        ["run", "-f", "torch", "-v", "cifar100-split", "--simulate-devices", "3", "--results", OK, "--no-report"],
+        "2 towers",
+    ),
+    "simulate 1 device": ([*RUN, "--simulate-devices", "1", "--results", OK], "at least 2 devices"),
+    "gpus on a CPU host": ([*RUN, "--gpus", "3", "--results", OK], "asked for 3 GPUs but found 0"),
+    # training mistakes found before any worker
+    "train the tutorial on digits": (
+        ["train", "-f", "torch", "-v", "tutorial", "--dataset", "digits", "--results", OK],
+        "takes 224x224 images",
+    ),
+    "train without the CIFAR archive": (
+        ["train", "-f", "torch", "--dataset", "cifar100", "--data-dir", "{tmp}/empty_dir", "--results", OK],
+        "CIFAR-100 not found in {tmp}/empty_dir",
+    ),
+    "train data-dir is a file": (
+        ["train", "-f", "torch", "--dataset", "cifar100", "--data-dir", "{tmp}/text.txt", "--results", OK],
+        "is not a folder",
+    ),
+    # an unwritable report folder, found before the sweep
+    "run report under a file": ([*RUN[:-1], "--results", OK, "--report", "{tmp}/text.txt/report"], "cannot write"),
+    # rich markup in user text: escaped, named exactly
+    "markup variant [/]": (["run", "-v", "[/]", "--results", OK], "unknown variant '[/]'"),
+    "markup variant [bold]x": (["run", "-v", "[bold]x", "--results", OK], "unknown variant '[bold]x'"),
+    "markup in a missing report file": (["report", "{tmp}/[bold]gone.jsonl"], "no results file at {tmp}/[bold]gone"),
+    "markup in a compared row": (["compare", OK, "{tmp}/markup.jsonl"], "nothing to compare"),
+    # compare with no cell in common is a normal case: say so
+    "compare without common cell": (["compare", OK, "{tmp}/other.jsonl"], "nothing to compare"),
+    # typer's usage errors: one line, not a box
+    "steps not a number": ([*RUN, "--steps", "many", "--results", OK], "Invalid value for '--steps'"),
+    "unknown option": ([*RUN, "--turbo", "--results", OK], "No such option: --turbo"),
+    "missing compare argument": (["compare", OK], "Missing argument"),
+    "unknown command": (["benchmark"], "No such command"),
+    # a long name must stay on one line when stderr is a pipe
+    "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG}'"),
+}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every regular file under ``folder`` and its bytes (a FIFO is not read)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args,message", list(CASES.values()), ids=list(CASES))
+def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args, message):
+    workspace(tmp_path)
+    before = snapshot(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench.py"), *(arg.replace("{tmp}", str(tmp_path)) for arg in args)],
+        cwd=tmp_path,  # relative paths in the messages are the user's, not the project's
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert message.replace("{tmp}", str(tmp_path)) in lines[0]
+    assert result.returncode == 2, result.stderr
+    assert "start  cell" not in result.stdout, "refused only after a worker started"
+    assert snapshot(tmp_path) == before
+
+
+def test_report_keeps_stderr_empty_when_matplotlib_has_no_cache_folder(tmp_path):
+    """matplotlib logs several lines when the home folder is not writable; the report must not pass them on."""
+    workspace(tmp_path)
+    home = tmp_path / "text.txt"  # a file: no folder can be made under it
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench.py"), "report", OK.replace("{tmp}", str(tmp_path)), "--out", "out"],
+        cwd=tmp_path,
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_split_variants_take_one_gpu_per_tower_when_more_gpus_are_asked_for():
+    """``--gpus 4`` (the default on a 4-GPU host) must not refuse the split: it runs model-parallel on 2 and says so."""
+    options = SweepOptions(
+        frameworks=["torch"], variants=["cifar100-split", "cifar100-single"], modes=["infer"], gpus=4, repeats=1
+    )
+    setups = {(cell.variant, cell.gpus, cell.parallel) for cell in plan(options)}
+    assert setups == {
+        ("cifar100-split", 1, "none"),
+        ("cifar100-split", 2, "model"),
+        ("cifar100-single", 1, "none"),
+        ("cifar100-single", 4, "data"),
+    }
+    assert "cifar100-split run model-parallel on 2 of the 4 GPUs" in (model_parallel_note(options) or "")
+    assert model_parallel_note(replace(options, gpus=2)) is None

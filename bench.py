@@ -325,7 +325,7 @@ def run(
     from benchmarks.host import Host
     from benchmarks.matrix import SweepError, SweepOptions, model_parallel_note, plan
     from benchmarks.multinode import MultiNodeError, check_port_free, node_setup
-    from benchmarks.results import ResultsFileError
+    from benchmarks.results import ResultsFileError, check_writable_folder
     from benchmarks.shard import ShardError, parse_shard, take_shard
     from benchmarks.sweep import open_sweep
 
@@ -369,11 +369,13 @@ def run(
     try:
         cells = setup.place(take_shard(plan(options), share) if share else plan(options))
         if not setup.first:
-            raise typer.Exit(take_part(cells, setup, cell_timeout))
+            from reports.console import take_part
+
+            raise typer.Exit(take_part(cells, setup, cell_timeout, console))
         check_port_free(setup)
         sweep = open_sweep(cells, results, resume)
         if report_to is not None:
-            check_folder(report_to)
+            check_writable_folder(report_to, "the report")
     except (SweepError, SpecError, ResultsFileError, MultiNodeError) as error:
         raise fail(str(error)) from None
     for warning in sweep.warnings:
@@ -391,7 +393,7 @@ def run(
     from benchmarks.matrix import default_cell_timeout
 
     timeout = cell_timeout if cell_timeout is not None else default_cell_timeout(gpus)
-    execute_with_progress(sweep, "cell", timeout, memory_limit_gb, host.gpu_uuids)
+    execute_with_progress(sweep, "cell", timeout, memory_limit_gb, gpu_uuids=host.gpu_uuids)
 
     from benchmarks.sweep import latest_rows
     from reports.summary import render_throughput, rows_to_frame
@@ -415,80 +417,18 @@ def run(
         raise typer.Exit(1)
 
 
-def take_part(cells: list, setup, timeout_s: float) -> int:
-    """A node other than the first: take part in every cell, write nothing, exit 0 (the first node has the rows)."""
-    from benchmarks.follower import take_part_in_all
-
-    console.print(
-        f"node {setup.node_rank} of {setup.nodes}: taking part in {len(cells)} cells at {escape(setup.endpoint)}; "
-        "node 0 writes the rows",
-        highlight=False,
-    )
-
-    def on_part(index: int, part) -> None:
-        what = escape(f"{index + 1}/{len(cells)} {part.cell.label()}: {part.status} ({part.detail})")
-        console.print(f"cell {what}", highlight=False)
-
-    take_part_in_all(cells, timeout_s, on_part)
-    return 0
-
-
-def check_folder(folder: Path) -> None:
-    """Refuse an output folder that cannot be written, before the work that fills it."""
+def execute_with_progress(sweep, noun: str, timeout_s: float, memory_limit_gb: float | None = None, **options) -> list:
+    """Run a sweep with a progress display; a results file in use, or Ctrl-C, ends it in one line."""
     from benchmarks.results import ResultsFileError
+    from reports.console import run_with_progress
 
+    limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ResultsFileError(f"cannot write the report to {folder}: {error.strerror or error}") from None
-
-
-def execute_with_progress(
-    sweep, noun: str, timeout_s: float, memory_limit_gb: float | None = None, gpu_uuids: tuple[str, ...] = ()
-) -> list:
-    """Run a sweep with a progress bar (a start line per job when output is not a terminal); its rows."""
-    from benchmarks.measure.environment import machine_environment
-    from benchmarks.results import ResultsFileError
-    from benchmarks.sweep import execute
-    from reports.console import accuracy_line, cell_line, progress
-
-    line = cell_line if noun == "cell" else accuracy_line
-    with progress(console) as bar:
-        task = bar.add_task("starting", total=len(sweep.todo))
-
-        def on_start(index: int, job) -> None:
-            what = escape(f"{noun} {index + 1}/{len(sweep.todo)}: {job_label(job)}")
-            bar.update(task, description=what)
-            if not console.is_terminal:
-                console.print(f"start  {what}", highlight=False)
-
-        def on_row(row) -> None:
-            bar.advance(task)
-            bar.console.print(line(row), highlight=False)
-
-        try:
-            return execute(
-                sweep,
-                machine_environment(),
-                timeout_s=timeout_s,
-                memory_limit_bytes=int(memory_limit_gb * 2**30) if memory_limit_gb else None,
-                gpu_uuids=gpu_uuids,
-                on_start=on_start,
-                on_row=on_row,
-            )
-        except ResultsFileError as error:
-            raise fail(str(error)) from None
-        except KeyboardInterrupt:
-            bar.stop()
-            raise fail(f"interrupted; every finished {noun} is saved in {sweep.results}", code=130) from None
-
-
-def job_label(job) -> str:
-    label = getattr(job, "label", None)
-    return label() if callable(label) else f"{job.framework} {job.variant} on {job.dataset}"
+        return run_with_progress(sweep, console, noun, timeout_s=timeout_s, memory_limit_bytes=limit, **options)
+    except ResultsFileError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; every finished {noun} is saved in {sweep.results}", code=130) from None
 
 
 @app.command()

@@ -182,6 +182,17 @@ def _check_regular(path: Path) -> None:
         raise ResultsFileError(f"results path {path} is not a regular file (a device, pipe or socket); name a file")
 
 
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Refuse an output folder that cannot be written, before the work that fills it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ResultsFileError(f"cannot write {what} to {folder}: {error.strerror or error}") from None
+
+
 def check_writable(path: Path) -> None:
     """Fail before any job runs if the results file cannot be appended to."""
     _check_regular(path)

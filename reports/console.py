@@ -6,6 +6,8 @@ containing ``[`` would otherwise be read as markup.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -13,6 +15,61 @@ from rich.table import Table
 
 from benchmarks.cell import CellConfig
 from benchmarks.results import ResultRow
+
+if TYPE_CHECKING:
+    from benchmarks.sweep import Sweep
+
+
+def job_label(job: object) -> str:
+    label = getattr(job, "label", None)
+    return label() if callable(label) else f"{job.framework} {job.variant} on {job.dataset}"
+
+
+def run_with_progress(sweep: Sweep, console: Console, noun: str, **options: object) -> list[ResultRow]:
+    """Run a sweep under a progress bar, one line per finished job; a start line per job when piped.
+
+    ``options`` are ``benchmarks.runner.run_sweep``'s (timeout, memory cap, GPUs).
+    """
+    from benchmarks.measure.environment import machine_environment
+    from benchmarks.sweep import execute
+
+    line = cell_line if noun == "cell" else accuracy_line
+    with progress(console) as bar:
+        task = bar.add_task("starting", total=len(sweep.todo))
+
+        def on_start(index: int, job: object) -> None:
+            what = escape(f"{noun} {index + 1}/{len(sweep.todo)}: {job_label(job)}")
+            bar.update(task, description=what)
+            if not console.is_terminal:
+                console.print(f"start  {what}", highlight=False)
+
+        def on_row(row: ResultRow) -> None:
+            bar.advance(task)
+            bar.console.print(line(row), highlight=False)
+
+        try:
+            return execute(sweep, machine_environment(), on_start=on_start, on_row=on_row, **options)
+        except KeyboardInterrupt:
+            bar.stop()
+            raise
+
+
+def take_part(cells: list[CellConfig], setup: object, timeout_s: float, console: Console) -> int:
+    """A node other than the first: take part in every cell, write nothing, exit 0 (node 0 writes the rows)."""
+    from benchmarks.follower import take_part_in_all
+
+    console.print(
+        f"node {setup.node_rank} of {setup.nodes}: taking part in {len(cells)} cells at {escape(setup.endpoint)}; "
+        "node 0 writes the rows",
+        highlight=False,
+    )
+
+    def on_part(index: int, part: object) -> None:
+        what = escape(f"{index + 1}/{len(cells)} {part.cell.label()}: {part.status} ({part.detail})")
+        console.print(f"cell {what}", highlight=False)
+
+    take_part_in_all(cells, timeout_s, on_part)
+    return 0
 
 
 def progress(console: Console) -> Progress:

@@ -362,12 +362,23 @@ def train(
         "results/results.jsonl"
     ),
     timeout: Annotated[float, typer.Option(help="Seconds before a training worker is killed.")] = 7200.0,
+    check_parity: Annotated[
+        bool,
+        typer.Option(
+            "--check-parity",
+            help="Instead of training to the end: both frameworks take the same first steps (deterministic, "
+            "shared dropout masks); exit 1 when their losses or weights part by more than fp32 rounding.",
+        ),
+    ] = False,
+    parity_steps: Annotated[int, typer.Option(min=1, help="Steps per framework for --check-parity.")] = 50,
 ) -> None:
     """Train both frameworks from the same weights on the same batches; compare their accuracy.
 
     Each framework trains in its own process: same initial weights (drawn once in NumPy), same
-    images in the same order, same schedule and optimiser (SGD, momentum 0.9, weight decay 5e-4).
-    Rows (mode "accuracy", with the per-epoch curve) go to --results.
+    images in the same order, same schedule and update rule (the paper's SGD: momentum 0.9, coupled
+    weight decay 5e-4). Rows (mode "accuracy", with the per-epoch curve) go to --results.
+    --check-parity trains only the first --parity-steps steps, with shared dropout masks, and
+    compares the two frameworks' losses and weights step for step.
     """
     from benchmarks.accuracy import make_accuracy_row, new_run_id, train_command
     from benchmarks.cell import FRAMEWORKS
@@ -398,6 +409,20 @@ def train(
         read_results(results)
     except (SpecError, ResultsFileError) as error:
         raise fail(str(error)) from None
+
+    if check_parity:
+        from benchmarks.train_parity import run_check
+
+        impls = {
+            arch.name: {
+                name: split_impl or (DEFAULT_SPLIT_IMPL[name] if arch.is_split else "grouped") for name in FRAMEWORKS
+            }
+            for arch in archs
+        }
+        fields = dict(dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+        fields |= dict(warmup_epochs=warmup_epochs, init=init, seed=seed, max_train_images=max_train_images)
+        fields |= dict(data_dir=str(data_dir) if data_dir else None, download=download)
+        raise typer.Exit(run_check([a.name for a in archs], impls, parity_steps, console, timeout_s=timeout, **fields))
 
     jobs = []
     for arch in archs:

@@ -43,11 +43,13 @@ def training_data(config: TrainConfig) -> TrainingData:
     )
 
 
-def make_trainer(config: TrainConfig):
+def make_trainer(config: TrainConfig, weights: dict | None = None):
+    """The framework's trainer, from ``weights`` (PyTorch layout) or else the config's initial weights."""
     from implementations.initial_weights import initial_weights
     from implementations.variants import get_variant
 
-    weights = initial_weights(get_variant(config.variant), config.seed, config.init)
+    if weights is None:
+        weights = initial_weights(get_variant(config.variant), config.seed, config.init)
     if config.framework == "torch":
         from benchmarks.torch_train import TorchTrainer
 

@@ -27,16 +27,18 @@ from benchmarks.training import TrainConfig, learning_rate, take_step, training_
 DEFAULT_STEPS = 50
 FRAMEWORKS = ("torch", "keras")
 
-# Tolerances, measured (fp32, CPU, deterministic, shared masks, the paper's rule, seed 0, digits,
-# batch 32, the default schedule: 50 steps of the linear warm-up). Observed worst per-step
-# relative loss gap: cifar100-single 2.4e-6, cifar100-split 1.9e-6 (step 1: 3e-7 and 4e-7).
-# Observed worst weight difference relative to that layer's largest update after 50 steps:
-# cifar100-single 1.1e-3, cifar100-split 6.0e-4 (fc8 bias; kernels 1e-4 and below). Headroom:
-# about 40x on the loss (1e-4) and 10x on the weights (1e-2). The mutations the tests apply sit
-# far above: unshared dropout masks give a step-1 gap near 1e-2, momentum in gradient units or
-# decoupled decay move weights by 1e-1 to 1 of an update.
-LOSS_RTOL = 1e-4
-WEIGHT_RTOL = 1e-2
+# What fp32 allows is measured in every check, by a control run: Keras again, from initial kernels
+# perturbed by one fp32 rounding (relative 2**-24). Training amplifies rounding: on digits at batch
+# 32 the loss gap of the control itself grows from 1e-7 at step 5 to 1e-3 by step 18 (chaotic
+# dynamics, not a rule difference; torch against perturbed torch, measured), so no fixed
+# tolerance fits a 50-step run. A step fails when the cross-framework gap exceeds
+# LOSS_FLOOR + HEADROOM x the largest control gap so far; a layer fails when its weight difference
+# exceeds WEIGHT_FLOOR + HEADROOM x the control's. Measured (fp32, CPU, deterministic, seed 0):
+# MEASURED
+CONTROL_PERTURBATION = 2.0**-24
+LOSS_FLOOR = 1e-6
+WEIGHT_FLOOR = 1e-4
+HEADROOM = 10.0
 
 
 def parity_config(framework: str, variant: str, split_impl: str, **fields) -> TrainConfig:
@@ -44,12 +46,34 @@ def parity_config(framework: str, variant: str, split_impl: str, **fields) -> Tr
     return replace(TrainConfig(framework, variant, split_impl), deterministic=True, shared_dropout=True, **fields)
 
 
-def run_steps(config: TrainConfig, steps: int) -> tuple[list[float], dict]:
-    """In a worker: the first ``steps`` training steps of ``config``; (losses, weights in PyTorch layout)."""
+def perturbed_initial_weights(config: TrainConfig, relative: float) -> dict:
+    """The config's initial weights, each multiplied by (1 + relative * N(0, 1)), seeded."""
+    from implementations.initial_weights import initial_weights
+    from implementations.variants import get_variant
+
+    rng = np.random.default_rng([config.seed, 1])
+    weights = initial_weights(get_variant(config.variant), config.seed, config.init)
+    return {
+        layer: {
+            "kernel": (arrays["kernel"] * (1 + relative * rng.standard_normal(arrays["kernel"].shape))).astype(
+                np.float32
+            ),
+            "bias": arrays["bias"],
+        }
+        for layer, arrays in weights.items()
+    }
+
+
+def run_steps(config: TrainConfig, steps: int, perturb_init: float = 0.0) -> tuple[list[float], dict]:
+    """In a worker: the first ``steps`` training steps of ``config``; (losses, weights in PyTorch layout).
+
+    ``perturb_init``: start from kernels perturbed by this relative amount (the control run).
+    """
     from benchmarks.accuracy import make_trainer, training_data
     from implementations.variants import get_variant
 
-    data, trainer, arch = training_data(config), make_trainer(config), get_variant(config.variant)
+    weights = perturbed_initial_weights(config, perturb_init) if perturb_init else None
+    data, trainer, arch = training_data(config), make_trainer(config, weights), get_variant(config.variant)
     losses: list[float] = []
     rate = None
     for index, (epoch, step, per_epoch, batch) in enumerate(training_steps(config, len(data.x_train))):
@@ -70,24 +94,53 @@ class ParityReport:
     variant: str
     torch_losses: list[float]
     keras_losses: list[float]
-    layers: dict[str, dict[str, float]]  # per layer: max_abs, of_update (see compare_weights)
+    control_losses: list[float]  # Keras from perturbed initial kernels: what rounding alone does
+    layers: dict[str, dict[str, float]]  # torch against keras, per layer: max_abs, of_update (compare_weights)
+    control_layers: dict[str, dict[str, float]]  # keras against the control
     update_rules: dict[str, str]
     dropout: dict[str, str]
+
+    @staticmethod
+    def _gaps(reference: list[float], other: list[float]) -> np.ndarray:
+        t, o = np.asarray(reference), np.asarray(other)
+        return np.abs(t - o) / np.abs(t)
 
     @property
     def loss_gaps(self) -> np.ndarray:
         """Per step |loss_torch - loss_keras| / |loss_torch|."""
-        t, k = np.asarray(self.torch_losses), np.asarray(self.keras_losses)
-        return np.abs(t - k) / np.abs(t)
+        return self._gaps(self.torch_losses, self.keras_losses)
+
+    @property
+    def control_gaps(self) -> np.ndarray:
+        """Per step |loss_keras - loss_control| / |loss_keras|."""
+        return self._gaps(self.keras_losses, self.control_losses)
+
+    @property
+    def allowed_gaps(self) -> np.ndarray:
+        """Per step, the largest loss gap that rounding explains (see the module's tolerances)."""
+        return LOSS_FLOOR + HEADROOM * np.maximum.accumulate(self.control_gaps)
+
+    def allowed_weight(self, layer: str) -> float:
+        return WEIGHT_FLOOR + HEADROOM * self.control_layers[layer]["of_update"]
+
+    @property
+    def failing_steps(self) -> list[int]:
+        """Steps (from 1) whose loss gap exceeds what rounding explains."""
+        return [int(i) + 1 for i in np.flatnonzero(self.loss_gaps > self.allowed_gaps)]
+
+    @property
+    def failing_layers(self) -> list[str]:
+        return [name for name, diff in self.layers.items() if diff["of_update"] > self.allowed_weight(name)]
 
     @property
     def worst_weight(self) -> tuple[str, float]:
-        name = max(self.layers, key=lambda layer: self.layers[layer]["of_update"])
+        """The layer whose weight difference is largest against what rounding explains, and that difference."""
+        name = max(self.layers, key=lambda layer: self.layers[layer]["of_update"] / self.allowed_weight(layer))
         return name, self.layers[name]["of_update"]
 
     @property
     def passed(self) -> bool:
-        return bool(self.loss_gaps.max() <= LOSS_RTOL and self.worst_weight[1] <= WEIGHT_RTOL)
+        return not self.failing_steps and not self.failing_layers
 
 
 def compare_weights(initial: dict, torch_weights: dict, keras_weights: dict) -> dict[str, dict[str, float]]:
@@ -103,7 +156,7 @@ def compare_weights(initial: dict, torch_weights: dict, keras_weights: dict) -> 
     return layers
 
 
-def _worker_command(config: TrainConfig, steps: int, weights_out: Path) -> list[str]:
+def _worker_command(config: TrainConfig, steps: int, weights_out: Path, perturb_init: float = 0.0) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -114,6 +167,8 @@ def _worker_command(config: TrainConfig, steps: int, weights_out: Path) -> list[
         str(steps),
         "--weights-out",
         str(weights_out),
+        "--perturb-init",
+        repr(perturb_init),
     ]
 
 
@@ -131,21 +186,21 @@ class Side:
     dropout: str
 
 
-def run_side(config: TrainConfig, steps: int, timeout_s: float = 1800.0) -> Side:
+def run_side(config: TrainConfig, steps: int, timeout_s: float = 1800.0, perturb_init: float = 0.0) -> Side:
     """Run one framework's worker for ``steps`` steps (its own process; frameworks never share one)."""
     from benchmarks.runner import run_process, worker_environment
 
     with tempfile.TemporaryDirectory(prefix="train-parity-") as directory:
         out = Path(directory) / "weights.npz"
-        result = run_process(_worker_command(config, steps, out), worker_environment(), timeout_s)
+        result = run_process(_worker_command(config, steps, out, perturb_init), worker_environment(), timeout_s)
         if result["status"] != "ok":
             raise ParityError(f"{config.framework} {config.variant}: {result['status']}: {result.get('error')}")
         metrics = result["metrics"]
         return Side(metrics["step_losses"], _load_weights(out), metrics["update_rule"], metrics["dropout"])
 
 
-def compare(config: TrainConfig, torch_side: Side, keras_side: Side) -> ParityReport:
-    """The report for two sides that ran ``config``'s experiment (its seed and init give the start)."""
+def compare(config: TrainConfig, torch_side: Side, keras_side: Side, control: Side) -> ParityReport:
+    """The report for sides that ran ``config``'s experiment (its seed and init give the start)."""
     from implementations.initial_weights import initial_weights
     from implementations.variants import get_variant
 
@@ -154,7 +209,9 @@ def compare(config: TrainConfig, torch_side: Side, keras_side: Side) -> ParityRe
         config.variant,
         torch_side.losses,
         keras_side.losses,
+        control.losses,
         compare_weights(initial, torch_side.weights, keras_side.weights),
+        compare_weights(initial, keras_side.weights, control.weights),
         {"torch": torch_side.update_rule, "keras": keras_side.update_rule},
         {"torch": torch_side.dropout, "keras": keras_side.dropout},
     )
@@ -167,10 +224,11 @@ def check_parity(
     timeout_s: float = 1800.0,
     **fields,
 ) -> ParityReport:
-    """Run both frameworks' workers in parity mode for ``steps`` steps and compare them."""
+    """Run both frameworks' workers in parity mode for ``steps`` steps, and the control; compare."""
     configs = {name: parity_config(name, variant, split_impls[name], **fields) for name in FRAMEWORKS}
     sides = {name: run_side(config, steps, timeout_s) for name, config in configs.items()}
-    return compare(configs["torch"], sides["torch"], sides["keras"])
+    control = run_side(configs["keras"], steps, timeout_s, perturb_init=CONTROL_PERTURBATION)
+    return compare(configs["torch"], sides["torch"], sides["keras"], control)
 
 
 def _save_weights(path: Path, weights: dict) -> None:
@@ -187,19 +245,22 @@ def _load_weights(path: Path) -> dict:
 
 
 def summary_lines(report: ParityReport) -> list[str]:
-    """The gap curve (first, worst, last step), the worst layer, and the verdict, as plain lines."""
-    gaps = report.loss_gaps
-    worst = int(gaps.argmax())
+    """The gap curve (first, worst, last step) beside the control's, the worst layer, and the verdict."""
+    gaps, control, allowed = report.loss_gaps, report.control_gaps, report.allowed_gaps
+    worst = int(np.argmax(gaps / allowed))
     layer, of_update = report.worst_weight
     verdict = "PASS" if report.passed else "FAIL"
-    rules = sorted(set(report.update_rules.values()))
-    masks = sorted(set(report.dropout.values()))
+    failing = f"; over at steps {report.failing_steps[:5]}" if report.failing_steps else ""
     return [
-        f"{verdict} {report.variant}: {len(gaps)} steps; relative loss gap step 1 {gaps[0]:.2e}, "
-        f"worst step {worst + 1} {gaps[worst]:.2e}, last {gaps[-1]:.2e} (tolerance {LOSS_RTOL:.0e})",
-        f"  weights after step {len(gaps)}: largest difference in {layer}, {report.layers[layer]['max_abs']:.2e} "
-        f"max; difference {of_update:.2e} of its update, in L2 norm (tolerance {WEIGHT_RTOL:.0e})",
-        f"  update rule: {' | '.join(rules)}; dropout: {' | '.join(masks)}",
+        f"{verdict} {report.variant}: {len(gaps)} steps; relative loss gap torch-keras step 1 {gaps[0]:.1e}, "
+        f"worst step {worst + 1} {gaps[worst]:.1e} (allowed {allowed[worst]:.1e}), last {gaps[-1]:.1e}{failing}",
+        f"  control (keras from kernels perturbed by 2^-24): step 1 {control[0]:.1e}, largest "
+        f"{control.max():.1e}, last {control[-1]:.1e}",
+        f"  weights after step {len(gaps)}: {layer} differs by {report.layers[layer]['max_abs']:.1e} at most, "
+        f"{of_update:.1e} of its update in L2 norm (allowed {report.allowed_weight(layer):.1e}); "
+        f"failing layers: {', '.join(report.failing_layers) or 'none'}",
+        f"  update rule: {' | '.join(sorted(set(report.update_rules.values())))}; "
+        f"dropout: {' | '.join(sorted(set(report.dropout.values())))}",
     ]
 
 
@@ -207,19 +268,26 @@ def render(report: ParityReport, console) -> None:
     from rich.table import Table
 
     table = Table(title=f"Training parity, {report.variant}: weights after the last step", title_justify="left")
-    for header in ("layer", "max |torch - keras|", "||torch - keras|| / ||update||"):
+    headers = ("layer", "max |torch - keras|", "of update (L2)", "control: of update", "allowed")
+    for header in headers:
         table.add_column(header, justify="left" if header == "layer" else "right")
     for name, diff in report.layers.items():
-        flag = "[red]" if diff["of_update"] > WEIGHT_RTOL else ""
-        table.add_row(name, f"{diff['max_abs']:.2e}", f"{flag}{diff['of_update']:.2e}")
+        flag = "[red]" if name in report.failing_layers else ""
+        control = report.control_layers[name]["of_update"]
+        allowed = report.allowed_weight(name)
+        table.add_row(
+            name, f"{diff['max_abs']:.1e}", f"{flag}{diff['of_update']:.1e}", f"{control:.1e}", f"{allowed:.1e}"
+        )
     console.print(table)
-    gaps = report.loss_gaps
-    marks = [0, *range(4, len(gaps), 5)] if len(gaps) > 1 else [0]
+    gaps, control = report.loss_gaps, report.control_gaps
+    marks = sorted({0, *range(4, len(gaps), 5), len(gaps) - 1})
     console.print(
-        "  relative loss gap by step: " + ", ".join(f"{i + 1}: {gaps[i]:.1e}" for i in marks), highlight=False
+        "  loss gap by step (torch-keras / keras-control): "
+        + ", ".join(f"{i + 1}: {gaps[i]:.0e}/{control[i]:.0e}" for i in marks),
+        highlight=False,
     )
+    style = "green" if report.passed else "red"
     for line in summary_lines(report):
-        style = "green" if report.passed else "red"
         console.print(f"[{style}]{line}[/]" if line.startswith(("PASS", "FAIL")) else line, highlight=False)
 
 
@@ -246,12 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="TrainConfig as JSON")
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--weights-out", type=Path, required=True)
+    parser.add_argument("--perturb-init", type=float, default=0.0, help="relative noise on the initial kernels")
     args = parser.parse_args(argv)
     try:
         from benchmarks.training import optimiser_metrics
 
         config = TrainConfig.from_dict(json.loads(args.config))
-        losses, extra = run_steps(config, args.steps)
+        losses, extra = run_steps(config, args.steps, args.perturb_init)
         _save_weights(args.weights_out, extra["weights"])
         result = {
             "status": "ok",

@@ -29,16 +29,22 @@ FRAMEWORKS = ("torch", "keras")
 
 # What fp32 allows is measured in every check, by a control run: Keras again, from initial kernels
 # perturbed by one fp32 rounding (relative 2**-24). Training amplifies rounding: on digits at batch
-# 32 the loss gap of the control itself grows from 1e-7 at step 5 to 1e-3 by step 18 (chaotic
-# dynamics, not a rule difference; torch against perturbed torch, measured), so no fixed
-# tolerance fits a 50-step run. A step fails when the cross-framework gap exceeds
-# LOSS_FLOOR + HEADROOM x the largest control gap so far; a layer fails when its weight difference
-# exceeds WEIGHT_FLOOR + HEADROOM x the control's. Measured (fp32, CPU, deterministic, seed 0):
-# MEASURED
+# 32 a control's own loss gap grows from 1e-7 at step 5 to 1e-3 by step 15 and 1e-2 by step 25
+# (chaotic dynamics, not a rule difference), so no fixed tolerance fits a 50-step run. A step
+# fails when the cross-framework gap exceeds LOSS_FLOOR + LOSS_HEADROOM x the largest control gap
+# so far; a layer when its weight difference exceeds WEIGHT_FLOOR + WEIGHT_HEADROOM x the control's.
+# Measured (fp32, CPU, deterministic, seed 0, 50 steps, cifar100-split; control from perturbed
+# PyTorch kernels): cross gaps steps 1-5 at most 3e-7 (floor 1e-6: 3x); cross / running-max
+# control at most 15 (step 9: 4.5e-5 against 3e-6) once above the floor (headroom 50: 3x); weights
+# after 50 steps 0.20-0.68 of the update against 0.18-0.62 for the control, ratio at most 1.12
+# (headroom 3). On the tests' 5-step runs the cross weight difference is 2e-5 of the update (floor
+# 1e-4). Mutations sit far above: unshared masks 1e-2 at step 1, momentum in gradient units 2e-1
+# by step 5, decay outside the momentum 1.5e-5 at step 5 against a control near 1e-7.
 CONTROL_PERTURBATION = 2.0**-24
 LOSS_FLOOR = 1e-6
+LOSS_HEADROOM = 50.0
 WEIGHT_FLOOR = 1e-4
-HEADROOM = 10.0
+WEIGHT_HEADROOM = 3.0
 
 
 def parity_config(framework: str, variant: str, split_impl: str, **fields) -> TrainConfig:
@@ -118,10 +124,10 @@ class ParityReport:
     @property
     def allowed_gaps(self) -> np.ndarray:
         """Per step, the largest loss gap that rounding explains (see the module's tolerances)."""
-        return LOSS_FLOOR + HEADROOM * np.maximum.accumulate(self.control_gaps)
+        return LOSS_FLOOR + LOSS_HEADROOM * np.maximum.accumulate(self.control_gaps)
 
     def allowed_weight(self, layer: str) -> float:
-        return WEIGHT_FLOOR + HEADROOM * self.control_layers[layer]["of_update"]
+        return WEIGHT_FLOOR + WEIGHT_HEADROOM * self.control_layers[layer]["of_update"]
 
     @property
     def failing_steps(self) -> list[int]:

@@ -483,12 +483,23 @@ def train(
     timeout: Annotated[
         float, typer.Option(help="Seconds before a training worker is killed.", callback=positive_seconds)
     ] = 7200.0,
+    check_parity: Annotated[
+        bool,
+        typer.Option(
+            "--check-parity",
+            help="Instead of training to the end: both frameworks take the same first steps (deterministic, "
+            "shared dropout masks); exit 1 when their losses or weights part by more than fp32 rounding.",
+        ),
+    ] = False,
+    parity_steps: Annotated[int, typer.Option(min=1, help="Steps per framework for --check-parity.")] = 50,
 ) -> None:
     """Train both frameworks from the same weights on the same batches; compare their accuracy.
 
     Each framework trains in its own process: same initial weights (drawn once in NumPy), same
-    images in the same order, same schedule and optimiser (SGD, momentum 0.9, weight decay 5e-4).
-    Rows (mode "accuracy", with the per-epoch curve) go to --results.
+    images in the same order, same schedule and update rule (the paper's SGD: momentum 0.9, coupled
+    weight decay 5e-4). Rows (mode "accuracy", with the per-epoch curve) go to --results.
+    --check-parity trains only the first --parity-steps steps, with shared dropout masks, and
+    compares the two frameworks' losses and weights step for step.
     """
     from benchmarks.accuracy.datasets import DatasetError
     from benchmarks.accuracy.plan import TrainingPlan, TrainingPlanError, check_data, training_jobs
@@ -516,6 +527,16 @@ def train(
     try:
         jobs = training_jobs(plan, template)
         check_data(dataset, data_dir, download)
+        if check_parity:
+            from benchmarks.accuracy.parity import run_check
+
+            impls: dict[str, dict[str, str]] = {}
+            for job in jobs:
+                impls.setdefault(job.variant, {})[job.framework] = job.split_impl
+            fields = dict(dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+            fields |= dict(warmup_epochs=warmup_epochs, init=init, seed=seed, max_train_images=max_train_images)
+            fields |= dict(data_dir=template.data_dir, download=download)
+            raise typer.Exit(run_check(list(impls), impls, parity_steps, console, timeout_s=timeout, **fields))
         sweep = open_sweep(jobs, results)
     except (TrainingPlanError, DatasetError, ResultsFileError) as error:
         raise fail(str(error)) from None

@@ -77,6 +77,22 @@ class LocalResponseNormalization(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="alexnet")
+class SuppliedMaskDropout(layers.Layer):
+    """Dropout whose mask (0 or 1/(1-rate) per unit) is a model input: ``x * mask`` while training.
+
+    The mask comes from outside so that two frameworks can drop the same units (training parity);
+    in inference the layer passes ``x`` through and the mask is ignored.
+    """
+
+    def call(self, inputs, training=None):
+        x, keep = inputs
+        return ops.multiply(x, keep) if training else x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 def _conv_layers(layer: Conv, name: str, groups: int) -> list[layers.Layer]:
     """Keras convolution with the spec's symmetric padding (Keras 'same' is asymmetric for stride > 1)."""
     if layer.padding == 0:
@@ -139,16 +155,29 @@ def apply_stack(stack: list[layers.Layer], x, **call_kwargs):
     return x
 
 
-def build_keras_model(arch: Architecture, split_impl: str = "grouped") -> keras.Model:
-    """The functional Keras model of ``arch``; input (H, W, C), output logits."""
+def build_keras_model(
+    arch: Architecture, split_impl: str = "grouped", supplied_dropout_masks: bool = False
+) -> keras.Model:
+    """The functional Keras model of ``arch``; input (H, W, C), output logits.
+
+    With ``supplied_dropout_masks`` the inputs are a dict: ``image`` and, per dropout layer,
+    ``<name>_mask`` with that layer's mask (see :class:`SuppliedMaskDropout`).
+    """
     if split_impl not in SPLIT_IMPLS:
         raise ValueError(f"unknown split implementation {split_impl!r}; choose from {SPLIT_IMPLS}")
-    infer(arch)
+    shapes = infer(arch)
     as_tensors = split_impl == "towers"
     channels, height, width = arch.input_shape
-    inputs = keras.Input(shape=(height, width, channels), name="image")
-    xs = [inputs]
-    for layer in arch.layers:
+    image = keras.Input(shape=(height, width, channels), name="image")
+    inputs = {"image": image} if supplied_dropout_masks else image
+    xs = [image]
+    for layer, info in zip(arch.layers, shapes, strict=True):
+        if supplied_dropout_masks and isinstance(layer, Dropout):
+            keep = keras.Input(shape=info.output_shape, name=f"{layer.name}_mask")
+            inputs[f"{layer.name}_mask"] = keep
+            joined = _regroup(xs, 1, layer.name)[0]
+            xs = [SuppliedMaskDropout(name=layer.name)([joined, keep])]
+            continue
         towers = getattr(layer, "towers", 1)
         xs = _regroup(xs, streams(layer, as_tensors), layer.name)
         if len(xs) == 1:

@@ -12,6 +12,8 @@ import contextlib
 import keras
 from keras import ops
 
+from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY
+
 
 def _on_the_variables_device(variable) -> contextlib.AbstractContextManager:
     """On TensorFlow, a scope that places an update beside its variable; elsewhere nothing.
@@ -30,25 +32,29 @@ def _on_the_variables_device(variable) -> contextlib.AbstractContextManager:
 
 @keras.saving.register_keras_serializable(package="alexnet")
 class CoupledDecaySGD(keras.optimizers.SGD):
-    """SGD with the paper's weight decay, coupled: it goes through the momentum.
+    """The paper's SGD (section 5), written out: v <- m v - d lr w - lr g; w <- w + v.
 
-    The paper (section 5) updates v <- 0.9 v - 0.0005 lr w - lr grad; w <- w + v, and
-    ``torch.optim.SGD(weight_decay=...)`` adds ``weight_decay * w`` to every parameter's gradient
-    before its momentum. Keras' own ``weight_decay`` argument is decoupled (AdamW-style: the
-    weights shrink outside the momentum), a different optimiser. This adds ``wd * w`` to the
-    gradient of every trainable variable, kernels and biases alike as torch does, which is the
-    gradient of the L2 term 0.5 * wd * sum(w^2).
+    The weight decay is coupled: it goes through the momentum, for kernels and biases alike (as
+    ``implementations.paper_sgd.update`` and PyTorch's ``PaperSGD``). Keras' own ``weight_decay``
+    argument is decoupled (AdamW-style: the weights shrink outside the momentum), a different
+    optimiser, and is refused. The velocity is kept in weight units, as Keras' SGD keeps it; the
+    update is written here term by term, in the same order as ``PaperSGD``, so both frameworks
+    round alike and the rule does not depend on how the parent class happens to compute it.
 
-    Why here and not as that loss term (``add_loss`` or a custom ``train_step``): the reported
+    Why here and not as an L2 loss term (``add_loss`` or a custom ``train_step``): the reported
     loss stays the cross-entropy, the quantity PyTorch's training loop reports, so per-step loss
     gaps between the frameworks mean something; the decay is applied once per variable after
     the replicas' gradients are summed, so it cannot be counted once per replica; and the work
-    is the same per-variable add that torch's SGD does, so benchmarks compare like with like.
+    is the same per-variable arithmetic as PyTorch's, so benchmarks compare like with like.
     """
 
-    def __init__(self, coupled_weight_decay: float = 5e-4, **kwargs) -> None:
+    update_rule = PAPER
+
+    def __init__(self, coupled_weight_decay: float = WEIGHT_DECAY, **kwargs) -> None:
         if kwargs.get("weight_decay"):
             raise ValueError("weight_decay is Keras' decoupled decay; the paper's is coupled_weight_decay")
+        if kwargs.get("nesterov"):
+            raise ValueError("the paper's SGD has no Nesterov momentum")
         super().__init__(**kwargs)
         if coupled_weight_decay < 0:
             raise ValueError(f"weight decay must be non-negative, got {coupled_weight_decay}")
@@ -56,10 +62,17 @@ class CoupledDecaySGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         with _on_the_variables_device(variable):
-            if self.coupled_weight_decay:
-                decay = ops.cast(self.coupled_weight_decay, gradient.dtype)
-                gradient = ops.add(gradient, ops.multiply(decay, ops.cast(variable, gradient.dtype)))
-            super().update_step(gradient, variable, learning_rate)
+            dtype = variable.dtype
+            lr = ops.cast(learning_rate, dtype)
+            decay_lr = ops.multiply(ops.cast(self.coupled_weight_decay, dtype), lr)
+            v = self.momentums[self._get_variable_index(variable)] if self.momentum != 0 else None
+            carried = ops.multiply(v, ops.cast(self.momentum, dtype)) if v is not None else ops.zeros_like(variable)
+            velocity = ops.subtract(
+                ops.subtract(carried, ops.multiply(variable, decay_lr)), ops.multiply(ops.cast(gradient, dtype), lr)
+            )
+            if v is not None:
+                self.assign(v, velocity)
+            self.assign_add(variable, velocity)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
@@ -67,9 +80,9 @@ class CoupledDecaySGD(keras.optimizers.SGD):
 
 def compile_for_training(
     model: keras.Model,
-    weight_decay: float = 5e-4,
+    weight_decay: float = WEIGHT_DECAY,
     learning_rate: float = 0.01,
-    momentum: float = 0.9,
+    momentum: float = MOMENTUM,
     jit_compile: bool = False,
 ) -> None:
     """The one place the training set-up is defined, for one device or many.

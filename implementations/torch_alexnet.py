@@ -55,6 +55,18 @@ class PerTower(nn.Module):
         return [tower(x) for tower, x in zip(self.towers, xs, strict=True)]
 
 
+class SuppliedMaskDropout(nn.Dropout):
+    """``nn.Dropout``, or, given a mask (0 or 1/(1-rate) per unit), ``x * mask`` while training.
+
+    The mask comes from outside so that two frameworks can drop the same units (training parity).
+    """
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None or not self.training:
+            return super().forward(x)
+        return x * mask
+
+
 def activation_modules(name: str | None) -> list[nn.Module]:
     return [nn.ReLU(inplace=True)] if name == "relu" else []
 
@@ -129,7 +141,7 @@ class AlexNet(SpecLayerWeights, nn.Module):
                 linear = nn.Linear(info.input_shape[0], layer.units)
                 block = nn.Sequential(linear, *activation_modules(layer.activation))
             elif isinstance(layer, Dropout):
-                block = nn.Dropout(layer.rate)
+                block = SuppliedMaskDropout(layer.rate)
             else:
                 raise TypeError(f"no PyTorch block for {type(layer).__name__}")
             self.blocks[layer.name] = block
@@ -142,18 +154,23 @@ class AlexNet(SpecLayerWeights, nn.Module):
             return [torch.cat(xs, dim=1)]
         return list(torch.cat(xs, dim=1).chunk(wanted, dim=1))
 
-    def _run(self, x: Tensor, keep: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    def _run(
+        self, x: Tensor, keep: bool, dropout_masks: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         xs, outputs = [x], {}
         for name, block in self.blocks.items():
             xs = self._regroup(xs, self.streams[name])
-            xs = block(xs) if isinstance(block, PerTower) else [block(t) for t in xs]
+            if dropout_masks and name in dropout_masks:
+                xs = [block(torch.cat(xs, dim=1), dropout_masks[name])]
+            else:
+                xs = block(xs) if isinstance(block, PerTower) else [block(t) for t in xs]
             if keep:
                 outputs[name] = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
         return xs[0], outputs
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits (the paper's softmax is left to the loss)."""
-        return self._run(x, keep=False)[0]
+    def forward(self, x: Tensor, dropout_masks: dict[str, Tensor] | None = None) -> Tensor:
+        """Logits (the paper's softmax is left to the loss); ``dropout_masks`` by dropout layer name."""
+        return self._run(x, keep=False, dropout_masks=dropout_masks)[0]
 
     def layer_outputs(self, x: Tensor) -> dict[str, Tensor]:
         """Every spec layer's output, towers joined, for parity checks."""

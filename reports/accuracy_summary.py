@@ -9,7 +9,22 @@ from rich.console import Console
 from rich.table import Table
 
 # Fields that make two accuracy runs "the same experiment" apart from the framework.
-_EXPERIMENT = ("variant", "dataset", "epochs", "batch_size", "learning_rate", "init", "seed", "max_train_images")
+_EXPERIMENT = (
+    "variant",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "init",
+    "seed",
+    "max_train_images",
+    "shared_dropout",
+)
+
+
+def rule_name(metrics: dict) -> str:
+    """The update rule a row ran, by name ('paper', ...); rows from before rules were named: 'unnamed'."""
+    return str(metrics.get("update_rule") or "unnamed").split(" (")[0]
 
 
 def _experiment(row: dict) -> tuple:
@@ -18,13 +33,14 @@ def _experiment(row: dict) -> tuple:
 
 def render_accuracy(rows: list[dict], console: Console) -> None:
     table = Table(title="Accuracy after training (test set)", title_justify="left")
-    for header in ("variant", "dataset", "framework", "top-1", "top-5", "test loss", "train img/s", "time to target"):
-        table.add_column(header, justify="left" if header in ("variant", "dataset", "framework") else "right")
+    labels = ("variant", "dataset", "framework", "update rule")
+    for header in (*labels, "top-1", "top-5", "test loss", "train img/s", "time to target"):
+        table.add_column(header, justify="left" if header in labels else "right")
     for row in sorted(rows, key=lambda r: (_experiment(r), r["cell"]["framework"])):
         cell, m = row["cell"], row.get("metrics") or {}
         if row["status"] != "ok":
             table.add_row(
-                cell["variant"], cell["dataset"], cell["framework"], f"[red]{row['status']}[/]", "", "", "", ""
+                cell["variant"], cell["dataset"], cell["framework"], "", f"[red]{row['status']}[/]", "", "", "", ""
             )
             continue
         target = m.get("time_to_target_s")
@@ -33,6 +49,7 @@ def render_accuracy(rows: list[dict], console: Console) -> None:
             cell["variant"],
             cell["dataset"],
             cell["framework"],
+            rule_name(m),
             f"{m['top1']:.2%}",
             f"{m['top5']:.2%}",
             f"{m['test_loss']:.3f}",
@@ -67,15 +84,26 @@ def loss_gaps(rows: list[dict], first: int = 20) -> list[str]:
     lines = []
     for experiment, frameworks in by_experiment.items():
         if {"torch", "keras"} <= set(frameworks):
-            gap = loss_gap(
-                frameworks["torch"]["metrics"]["step_losses"], frameworks["keras"]["metrics"]["step_losses"], first
-            )
+            torch_m, keras_m = frameworks["torch"]["metrics"], frameworks["keras"]["metrics"]
+            gap = loss_gap(torch_m["step_losses"], keras_m["step_losses"], first)
             lines.append(
                 f"loss gap {experiment[0]} on {experiment[1]}: step 1 {gap['step1']:.2e}; first {gap['first_steps']} "
                 f"steps mean {gap['first_mean']:.2e}, max {gap['first_max']:.2e}; all {gap['steps']} steps mean "
-                f"{gap['all_mean']:.2e}, max {gap['all_max']:.2e} (dropout masks differ between frameworks)"
+                f"{gap['all_mean']:.2e}, max {gap['all_max']:.2e} ({_what_differs(torch_m, keras_m)})"
             )
     return lines
+
+
+def _what_differs(torch_metrics: dict, keras_metrics: dict) -> str:
+    """What a loss gap between the two frameworks can come from, besides rounding."""
+    rules = {rule_name(torch_metrics), rule_name(keras_metrics)}
+    rule = (
+        f"update rule {rules.pop()} in both"
+        if len(rules) == 1
+        else f"update rules differ: {' vs '.join(sorted(rules))}"
+    )
+    shared = {torch_metrics.get("dropout"), keras_metrics.get("dropout")} == {"shared masks from (seed, step)"}
+    return f"{rule}; " + ("dropout masks shared" if shared else "dropout masks differ between frameworks")
 
 
 def repro_verdicts(rows: list[dict]) -> list[tuple[bool, str]]:

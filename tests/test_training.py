@@ -8,6 +8,7 @@ from benchmarks.accuracy.training import (
     Trainer,
     TrainingData,
     cross_entropy,
+    dropout_masks,
     epoch_batches,
     learning_rate,
     run_training,
@@ -64,13 +65,14 @@ class MemorisingTrainer(Trainer):
     """A fake framework that learns the test labels after its first step, to check the loop."""
 
     def __init__(self, labels: np.ndarray) -> None:
-        self.labels, self.steps, self.rates = labels, 0, []
+        self.labels, self.steps, self.rates, self.masks = labels, 0, [], []
 
     def set_learning_rate(self, rate: float) -> None:
         self.rates.append(rate)
 
-    def train_step(self, images, labels) -> float:
+    def train_step(self, images, labels, masks=None) -> float:
         self.steps += 1
+        self.masks.append(masks)
         return 1.0 / self.steps
 
     def predict(self, images) -> np.ndarray:
@@ -97,6 +99,34 @@ def test_run_training_drives_epochs_and_records_the_curve():
     assert trainer.rates == pytest.approx([0.05, 0.1, 0.01, 0.001])
     assert [c["epoch"] for c in history["curve"]] == [1, 2, 3, 4]
     assert history["top1"] == 1.0 and history["time_to_target_s"] is not None
+    assert trainer.masks == [None] * 8 and history["update_rule"].startswith("paper (")
+    assert history["dropout"] == "each framework's own generator"
+
+
+def test_shared_dropout_hands_each_step_its_own_masks():
+    rng = np.random.default_rng(0)
+    data = TrainingData(
+        rng.standard_normal((16, 32, 32, 3)).astype(np.float32),
+        rng.integers(0, 10, 16),
+        rng.standard_normal((4, 32, 32, 3)).astype(np.float32),
+        rng.integers(0, 10, 4),
+        10,
+        "test",
+    )
+    trainer = MemorisingTrainer(data.y_test)
+    config = TrainConfig("torch", variant="cifar100-split", epochs=2, batch_size=8, shared_dropout=True)
+    history = run_training(config, data, trainer)
+    assert [sorted(m) for m in trainer.masks] == [["dropout6", "dropout7"]] * 4
+    assert trainer.masks[0]["dropout6"].shape == (8, 4096)
+    assert not np.array_equal(trainer.masks[0]["dropout6"], trainer.masks[1]["dropout6"])
+    expected = dropout_masks(get_variant("cifar100-split"), 0, 3, 8)["dropout7"]  # global step 3: epoch 2, step 2
+    assert np.array_equal(trainer.masks[3]["dropout7"], expected)
+    assert history["dropout"] == "shared masks from (seed, step)"
+
+
+def test_config_refuses_an_unknown_update_rule():
+    with pytest.raises(ValueError, match="unknown update rule 'adam'"):
+        TrainConfig.from_dict({"framework": "torch", "update_rule": "adam"})
 
 
 @pytest.mark.parametrize("scheme", ["torch-default", "paper"])

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks import frameworks
 from benchmarks.accuracy.training import TrainConfig, Trainer, TrainingData, run_training
+from implementations.weight_mapping import LayerWeights
 
 
 def training_data(config: TrainConfig) -> TrainingData:
@@ -36,12 +37,13 @@ def training_data(config: TrainConfig) -> TrainingData:
     )
 
 
-def make_trainer(config: TrainConfig) -> Trainer:
-    """The framework's trainer, starting from the weights both frameworks share."""
+def make_trainer(config: TrainConfig, weights: LayerWeights | None = None) -> Trainer:
+    """The framework's trainer, from ``weights`` (PyTorch layout) or else the config's shared initial weights."""
     from implementations.initial_weights import initial_weights
     from implementations.variants import get_variant
 
-    weights = initial_weights(get_variant(config.variant), config.seed, config.init)
+    if weights is None:
+        weights = initial_weights(get_variant(config.variant), config.seed, config.init)
     return frameworks.get(config.framework).trainer(config, weights)
 
 

@@ -2,8 +2,9 @@
 
 Both frameworks see the same thing: the same initial weights (``initial_weights``, drawn once in
 NumPy), the same images in the same order (one permutation per epoch from one seed), the same
-learning-rate schedule and the same optimiser (SGD, momentum 0.9, weight decay 5e-4, as in the
-paper's section 5). Only dropout masks come from each framework's own generator.
+learning-rate schedule and the same update rule (``implementations.paper_sgd``: the paper's
+section 5 SGD, momentum 0.9, coupled weight decay 5e-4). Dropout masks come from each framework's
+own generator, unless ``shared_dropout`` asks for masks drawn here in NumPy from (seed, step).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmarks.cell import MOMENTUM, WEIGHT_DECAY
 from benchmarks.results import job_key, known_fields
+from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY, describe
+from implementations.spec import Architecture, Dropout, infer
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     momentum: float = MOMENTUM
     weight_decay: float = WEIGHT_DECAY
+    update_rule: str = PAPER  # see implementations.paper_sgd.RULES; others exist for mutation tests
+    shared_dropout: bool = False  # masks drawn in NumPy from (seed, step), the same in both frameworks
     init: str = "torch-default"
     seed: int = 0
     deterministic: bool = False
@@ -95,6 +99,20 @@ def epoch_batches(config: TrainConfig, train_size: int, epoch: int) -> list[np.n
     return [order[start : start + config.batch_size] for start in range(0, usable, config.batch_size)]
 
 
+def dropout_masks(arch: Architecture, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
+    """Per dropout layer, the mask for global step ``step`` (from 0): 0 or 1/(1-rate), float32.
+
+    Drawn from (seed, step, layer index) alone, so both frameworks, in their own processes, drop
+    the same units of the same images at the same step.
+    """
+    masks = {}
+    for index, (layer, info) in enumerate(zip(arch.layers, infer(arch), strict=True)):
+        if isinstance(layer, Dropout):
+            draw = np.random.default_rng([seed, step, index]).random((batch_size, *info.output_shape))
+            masks[layer.name] = ((draw >= layer.rate) / np.float32(1 - layer.rate)).astype(np.float32)
+    return masks
+
+
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     k = min(k, logits.shape[1])
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
@@ -126,8 +144,11 @@ class Trainer:
     def set_learning_rate(self, rate: float) -> None:
         raise NotImplementedError
 
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
-        """One SGD step on NHWC float32 images; returns the batch's cross-entropy (no decay term)."""
+    def train_step(self, images: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> float:
+        """One SGD step on NHWC float32 images; returns the batch's cross-entropy (no decay term).
+
+        ``masks``: dropout masks by layer name (shared-dropout mode); None: the framework's own dropout.
+        """
         raise NotImplementedError
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -135,9 +156,37 @@ class Trainer:
         raise NotImplementedError
 
 
+def training_steps(config: TrainConfig, train_size: int):
+    """Every step of the run in order: (epoch, step in epoch from 1, steps in epoch, index batch)."""
+    for epoch in range(config.epochs):
+        batches = epoch_batches(config, train_size, epoch)
+        for step, batch in enumerate(batches, start=1):
+            yield epoch, step, len(batches), batch
+
+
+def take_step(
+    config: TrainConfig, data: TrainingData, trainer: Trainer, arch: Architecture, index: int, batch
+) -> float:
+    """Global step ``index`` (from 0) on ``batch``, with shared masks when the config asks for them."""
+    masks = dropout_masks(arch, config.seed, index, len(batch)) if config.shared_dropout else None
+    return trainer.train_step(data.x_train[batch], data.y_train[batch], masks)
+
+
+def optimiser_metrics(config: TrainConfig) -> dict:
+    """What a row says about the update rule and the dropout masks that ran."""
+    return {
+        "update_rule": describe(config.update_rule),
+        "dropout": "shared masks from (seed, step)" if config.shared_dropout else "each framework's own generator",
+    }
+
+
 def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval_batch: int = 256) -> dict:
     """Train for ``config.epochs`` epochs, evaluating after each; returns the history."""
     import time
+
+    from implementations.variants import get_variant
+
+    arch = get_variant(config.variant)
 
     step_losses: list[float] = []
     curve: list[dict] = []
@@ -151,7 +200,7 @@ def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval
             if step_rate != rate:
                 trainer.set_learning_rate(step_rate)
                 rate = step_rate
-            step_losses.append(trainer.train_step(data.x_train[batch], data.y_train[batch]))
+            step_losses.append(take_step(config, data, trainer, arch, len(step_losses), batch))
         epoch_seconds = time.perf_counter() - start
         train_seconds += epoch_seconds
         start = time.perf_counter()
@@ -186,4 +235,5 @@ def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval
         "time_to_target_s": time_to_target,
         "curve": curve,
         "step_losses": step_losses,
+        **optimiser_metrics(config),
     }

@@ -16,8 +16,9 @@ import os
 
 import numpy as np
 
-from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
+from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
 
 

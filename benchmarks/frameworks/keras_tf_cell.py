@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.cell import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CellConfig, PreparedCell
+from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
 
 LOGICAL_GPU_FALLBACK_MB = 4096  # each logical GPU's memory where NVML cannot tell the device's size

@@ -15,27 +15,51 @@ class KerasTrainer(Trainer):
 
         from implementations.keras_alexnet import build_keras_model, load_weights
         from implementations.keras_training import compile_for_training
+        from implementations.paper_sgd import PAPER
         from implementations.variants import get_variant
         from implementations.weight_mapping import torch_to_keras
 
+        if config.update_rule != PAPER:
+            raise ValueError(f"Keras trains with the paper's update rule only, not {config.update_rule!r}")
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()  # before compiling; XLA stays off
-        arch = get_variant(config.variant)
-        self.model = build_keras_model(arch, config.split_impl)
-        load_weights(self.model, torch_to_keras(weights, arch))
+        self.arch = get_variant(config.variant)
+        self.shared_dropout = config.shared_dropout
+        self.model = build_keras_model(self.arch, config.split_impl, supplied_dropout_masks=config.shared_dropout)
+        load_weights(self.model, torch_to_keras(weights, self.arch))
         compile_for_training(self.model, config.weight_decay, config.learning_rate, config.momentum)
-        self._predict = tf.function(lambda images: self.model(images, training=False))
+        self._predict = tf.function(lambda inputs: self.model(inputs, training=False))
         self.deterministic = config.deterministic
+
+    def _inputs(self, images: np.ndarray, masks: dict[str, np.ndarray] | None):
+        """The model's inputs: the images, plus the masks when the model takes them (ones: no effect)."""
+        if not self.shared_dropout:
+            return images
+        if masks is None:  # inference: the layer ignores its mask, but the graph still needs one
+            masks = {name: np.ones((len(images), *inp.shape[1:]), np.float32) for name, inp in self._mask_inputs()}
+        return {"image": images, **{f"{name}_mask": mask for name, mask in masks.items()}}
+
+    def _mask_inputs(self):
+        return [(name[: -len("_mask")], inp) for name, inp in self.model.input.items() if name != "image"]
 
     def set_learning_rate(self, rate: float) -> None:
         self.model.optimizer.learning_rate.assign(rate)
 
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
-        return float(self.model.train_on_batch(images, labels))
+    def train_step(self, images: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> float:
+        if masks is not None and not self.shared_dropout:
+            raise ValueError("dropout masks given to a model built without mask inputs (shared_dropout is off)")
+        return float(self.model.train_on_batch(self._inputs(images, masks), labels))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return self._predict(images).numpy()
+        return self._predict(self._inputs(images, None)).numpy()
+
+    def export_weights(self) -> LayerWeights:
+        """The current weights in PyTorch layout, through ``weight_mapping``."""
+        from implementations.keras_alexnet import export_weights
+        from implementations.weight_mapping import keras_to_torch
+
+        return keras_to_torch(export_weights(self.model, self.arch), self.arch)
 
     def environment(self) -> dict:
         import tensorflow as tf

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from benchmarks.accuracy.training import TrainConfig, Trainer
 from implementations.torch_alexnet import build_torch_model
+from implementations.torch_training import PaperSGD
 from implementations.variants import get_variant
 from implementations.weight_mapping import LayerWeights
 
@@ -30,8 +31,12 @@ class TorchTrainer(Trainer):
         self.model = build_torch_model(get_variant(config.variant), config.split_impl)
         self.model.import_weights(weights)
         self.model.to(self.device)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
+        self.optimizer = PaperSGD(
+            self.model.parameters(),
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            rule=config.update_rule,
         )
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
@@ -41,13 +46,19 @@ class TorchTrainer(Trainer):
         for group in self.optimizer.param_groups:
             group["lr"] = rate
 
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+    def train_step(self, images: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self._tensor(images)), torch.from_numpy(labels).to(self.device))
+        supplied = {name: torch.from_numpy(mask).to(self.device) for name, mask in masks.items()} if masks else None
+        logits = self.model(self._tensor(images), dropout_masks=supplied)
+        loss = F.cross_entropy(logits, torch.from_numpy(labels).to(self.device))
         loss.backward()
         self.optimizer.step()
         return float(loss.item())
+
+    def export_weights(self) -> LayerWeights:
+        """The current weights in PyTorch layout (``weight_mapping``'s common ground)."""
+        return self.model.export_weights()
 
     @torch.inference_mode()
     def predict(self, images: np.ndarray) -> np.ndarray:

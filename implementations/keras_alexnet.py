@@ -231,6 +231,11 @@ def export_weights(model: keras.Model, arch: Architecture) -> LayerWeights:
     return weights
 
 
+def backend_name() -> str:
+    """The Keras backend these models run on ("tensorflow", "jax" or "torch"), also its library's name."""
+    return keras.backend.backend()
+
+
 def to_numpy(value) -> np.ndarray:
     """A backend tensor as NumPy, on any Keras backend (a torch tensor may need detaching first)."""
     return ops.convert_to_numpy(value)

@@ -53,8 +53,8 @@ def lrn_formulation(device: torch.device) -> Callable[..., Tensor]:
 
     The window sum is what makes ``train --deterministic`` run on CUDA. On the CPU the two trade
     places with the load (forward and backward, batch 16, AlexNet's LRN shapes: the window sum
-    takes 0.55-0.71x the CPU time on one thread, but 1.4x the wall time on two busy threads), so
-    the CPU keeps PyTorch's own LRN, the one its earlier figures were measured with.
+    takes 0.55-0.71x the CPU time on one thread, but 0.80-1.43x the wall time on two shared
+    threads), so the CPU keeps PyTorch's own LRN, the one its earlier figures were measured with.
     """
     if device.type == "cpu" and not torch.are_deterministic_algorithms_enabled():
         return lrn_avg_pool

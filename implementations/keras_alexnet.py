@@ -26,6 +26,11 @@ from implementations.variants import SPLIT_IMPLS  # noqa: E402
 from implementations.weight_mapping import LayerWeights  # noqa: E402
 
 
+# Compute dtypes an LRN is never run in: TensorFlow registers no bfloat16 LRN kernel (CPU or GPU) and
+# its GPU kernel is float32 only; x / (k + alpha * sum x^2)^beta also loses most of bf16's 8 bits.
+_LOW_PRECISION = ("bfloat16", "float16")
+
+
 @keras.saving.register_keras_serializable(package="alexnet")
 class LocalResponseNormalization(layers.Layer):
     """The paper's LRN (section 3.3) over the last axis, within each of ``groups`` channel groups.
@@ -33,11 +38,18 @@ class LocalResponseNormalization(layers.Layer):
     Keras 3 has no LRN layer. On TensorFlow this calls ``tf.nn.local_response_normalization``,
     which takes a depth radius (size // 2) and, like the paper, does not divide alpha; on other
     backends the same sum is written with ``keras.ops``.
+
+    Under a mixed-precision policy (``mixed_bfloat16``, ``mixed_float16``) the layer runs in
+    float32, as mixed-precision practice does for numerically sensitive layers: unless a dtype is
+    given, its policy is ``float32``, so Keras casts its input up and the next layer casts the
+    output back down. Whatever the policy, the normalisation itself is computed in float32.
     """
 
     def __init__(
         self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1, **kwargs
     ) -> None:
+        if kwargs.get("dtype") is None and keras.mixed_precision.dtype_policy().compute_dtype in _LOW_PRECISION:
+            kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
@@ -45,16 +57,16 @@ class LocalResponseNormalization(layers.Layer):
         shape = ops.shape(x)
         channels = shape[-1]
         # Fold the groups into the width axis so that no window crosses a group boundary.
-        grouped = ops.reshape(x, (-1, shape[1], shape[2] * self.groups, channels // self.groups))
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        grouped = ops.reshape(ops.cast(x, "float32"), (-1, shape[1], shape[2] * self.groups, channels // self.groups))
+        normalise = self._tensorflow if keras.backend.backend() == "tensorflow" else self._generic
+        return ops.cast(ops.reshape(normalise(grouped), shape), self.compute_dtype)
 
-            out = tf.nn.local_response_normalization(
-                grouped, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
-            )
-        else:
-            out = self._generic(grouped)
-        return ops.reshape(out, shape)
+    def _tensorflow(self, x):
+        import tensorflow as tf
+
+        return tf.nn.local_response_normalization(
+            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
+        )
 
     def _generic(self, x):
         radius = self.size // 2
@@ -240,6 +252,11 @@ def export_weights(model: keras.Model, arch: Architecture) -> LayerWeights:
                 "bias": np.concatenate([np.asarray(p.bias) for p in parts]),
             }
     return weights
+
+
+def backend_name() -> str:
+    """The Keras backend these models run on ("tensorflow", "jax" or "torch"), also its library's name."""
+    return keras.backend.backend()
 
 
 def to_numpy(value) -> np.ndarray:

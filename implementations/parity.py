@@ -5,6 +5,11 @@ builds both models, compares every layer's output shape and parameter count with
 with the spec, copies PyTorch's weights into Keras through ``weight_mapping``, runs one random
 batch through both in inference mode and compares every layer's output. The first layer that
 disagrees is named in the report.
+
+The arithmetic is pinned: TF32 (on by default for TensorFlow and JAX on NVIDIA GPUs, and for
+torch's cuDNN convolutions) multiplies with a 10-bit mantissa and would put a Keras model on a
+GPU ~1e-3 away from PyTorch on the CPU, so every library the check uses is switched to strict
+fp32 (``math_mode``), and the report names that mode and the device each model ran on.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from implementations import math_mode
 from implementations.spec import Architecture, infer
 from implementations.weight_mapping import LayerWeights, torch_to_keras
 
@@ -56,6 +62,8 @@ class ParityReport:
     logits_max_abs_diff: float | None
     logits_rel_diff: float | None
     failures: list[str]
+    math_mode: str = math_mode.STRICT_FP32
+    devices: dict[str, str] = field(default_factory=dict)  # "torch" and "keras (<backend>)" -> device
 
     @property
     def ok(self) -> bool:
@@ -88,6 +96,20 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return diff, diff / scale if scale > 0 else diff
 
 
+def tensor_device(value) -> str:
+    """Where a TensorFlow, JAX or PyTorch tensor lives, short: "CPU:0", "GPU:0", "cuda:0", "cpu"."""
+    device = getattr(value, "device", None)
+    if callable(device):  # older JAX arrays: device() is a method
+        device = device()
+    return "unknown" if device is None else str(device).rsplit("device:", 1)[-1]
+
+
+def pin_math_mode(libraries: list[str], mode: str = math_mode.STRICT_FP32) -> None:
+    """Set ``mode`` in every library the check runs, so no model silently uses TF32."""
+    for library in dict.fromkeys(libraries):
+        math_mode.set_math_mode(library, mode)
+
+
 def check_parity(
     arch: Architecture,
     split_impl: str = "grouped",
@@ -108,6 +130,8 @@ def check_parity(
     from implementations import keras_alexnet
     from implementations.torch_alexnet import build_torch_model
 
+    keras_backend = keras_alexnet.backend_name()
+    pin_math_mode(["torch", keras_backend])
     keras_arch = keras_arch or arch
     mapping = mapping or torch_to_keras
     spec = infer(arch)
@@ -123,7 +147,8 @@ def check_parity(
     x = np.random.default_rng(seed).standard_normal((batch_size, *arch.input_shape)) * input_scale
     x = x.astype(np.float32)
     with torch.no_grad():
-        torch_out = {k: v.numpy() for k, v in torch_model.layer_outputs(torch.from_numpy(x)).items()}
+        torch_tensors = torch_model.layer_outputs(torch.from_numpy(x))
+    torch_out = {k: v.numpy() for k, v in torch_tensors.items()}
 
     failures: list[str] = []
     transferred = False
@@ -135,6 +160,11 @@ def check_parity(
     probe = keras_alexnet.layer_output_model(keras_model, keras_arch)
     outputs = probe(x.transpose(0, 2, 3, 1), training=False)
     keras_out = {k: keras_alexnet.to_numpy(v) for k, v in outputs.items()}
+    last_name = spec[-1].name
+    devices = {
+        "torch": tensor_device(torch_tensors[last_name]),
+        f"keras ({keras_backend})": tensor_device(outputs[last_name]) if last_name in outputs else "unknown",
+    }
 
     layers, previous_map = [], None
     for info in spec:
@@ -178,4 +208,6 @@ def check_parity(
         logits_max_abs_diff=last.max_abs_diff,
         logits_rel_diff=last.rel_diff,
         failures=failures,
+        math_mode=math_mode.STRICT_FP32,
+        devices=devices,
     )

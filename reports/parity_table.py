@@ -6,6 +6,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from implementations.math_mode import DESCRIPTIONS
 from implementations.parity import ParityReport
 from implementations.spec import Architecture, forward_flops, infer, parameter_count
 
@@ -48,6 +49,12 @@ def paper_notes(report: ParityReport) -> list[str]:
     ]
 
 
+def math_line(report: ParityReport) -> str:
+    """The arithmetic and devices of a check, e.g. "math: fp32 strict (TF32 off) on torch cpu, ..."."""
+    where = ", ".join(f"{name} {device}" for name, device in report.devices.items()) or "unrecorded devices"
+    return f"math: {DESCRIPTIONS.get(report.math_mode, report.math_mode)} on {where}"
+
+
 def render_parity(report: ParityReport, console: Console) -> None:
     frame = parity_frame(report)
     has_paper = frame["paper_neurons"].notna().any()
@@ -87,6 +94,7 @@ def render_parity(report: ParityReport, console: Console) -> None:
             f"  logits: max |diff| {report.logits_max_abs_diff:.2e}, relative {report.logits_rel_diff:.2e} "
             f"(tolerance {report.rtol:g} relative to the largest logit)"
         )
+    console.print(f"  {math_line(report)}", highlight=False)
     verdict = "[green]PASS[/]" if report.ok else f"[red]FAIL[/] at {report.first_failing_layer or 'weight transfer'}"
     console.print(f"  verdict: {verdict}\n")
 

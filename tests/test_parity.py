@@ -62,3 +62,32 @@ def test_mutating_one_layer_of_one_framework_names_that_layer(layer, changes, ex
 def test_tolerance_is_enforced():
     report = check_parity(get_variant("cifar100-single"), rtol=0.0)
     assert not report.ok or report.logits_max_abs_diff == 0
+
+
+def test_parity_pins_strict_fp32_in_every_library_before_running_a_model(monkeypatch):
+    """On a GPU host TensorFlow and JAX default to TF32 (~1e-3 off); the check must not depend on the host."""
+    from implementations import math_mode, torch_alexnet
+
+    calls = []
+    for mode in math_mode.MODES:
+        for library in math_mode.LIBRARIES:
+            name = math_mode.switch(library, mode).__name__
+            monkeypatch.setattr(math_mode, name, lambda name=name: calls.append(name))
+    build = torch_alexnet.build_torch_model
+    monkeypatch.setattr(torch_alexnet, "build_torch_model", lambda *a: calls.append("build") or build(*a))
+    report = check_parity(get_variant("cifar100-single"))
+    assert calls == ["strict_fp32_torch", "strict_fp32_tensorflow", "build"]
+    assert report.ok and report.math_mode == math_mode.STRICT_FP32
+    assert report.devices["torch"] == "cpu" and report.devices["keras (tensorflow)"] not in ("", "unknown")
+
+
+def test_parity_report_says_its_math_and_devices():
+    from rich.console import Console
+
+    from reports.parity_table import render_parity
+
+    report = check_parity(get_variant("cifar100-single"))
+    console = Console(record=True, width=200)
+    render_parity(report, console)
+    keras_device = report.devices["keras (tensorflow)"]
+    assert f"math: fp32 strict (TF32 off) on torch cpu, keras (tensorflow) {keras_device}" in console.export_text()

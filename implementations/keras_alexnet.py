@@ -25,7 +25,6 @@ from implementations.towers import split_width, streams  # noqa: E402
 from implementations.variants import SPLIT_IMPLS  # noqa: E402
 from implementations.weight_mapping import LayerWeights  # noqa: E402
 
-
 # Compute dtypes an LRN is never run in: TensorFlow registers no bfloat16 LRN kernel (CPU or GPU) and
 # its GPU kernel is float32 only; x / (k + alpha * sum x^2)^beta also loses most of bf16's 8 bits.
 _LOW_PRECISION = ("bfloat16", "float16")

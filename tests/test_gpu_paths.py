@@ -134,7 +134,7 @@ def test_every_framework_sets_strict_fp32_and_tf32_the_same_way(monkeypatch):
     keras_backends_cell.set_math_mode("jax", "fp32")
     keras_backends_cell.set_math_mode("jax", "tf32")
     assert config.calls == [
-        ("update", "jax_default_matmul_precision", "float32"),
+        ("update", "jax_default_matmul_precision", "highest"),
         ("update", "jax_default_matmul_precision", "tensorfloat32"),
     ]
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmarks.results import job_key, known_fields
-from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY, describe
+from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY, check_rule, describe
 from implementations.spec import Architecture, Dropout, infer
 
 
@@ -71,7 +71,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         data = known_fields(cls, data, "training")
-        return cls(**{**data, "decay_at": tuple(data.get("decay_at", cls.decay_at))})
+        config = cls(**{**data, "decay_at": tuple(data.get("decay_at", cls.decay_at))})
+        check_rule(config.update_rule)
+        return config
 
 
 def learning_rate(config: TrainConfig, epoch: int, done: float = 1.0) -> float:

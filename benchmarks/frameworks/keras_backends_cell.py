@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
 
@@ -45,17 +46,9 @@ def backend_devices(backend: str, want_gpu: bool) -> list[str]:
 
 
 def set_math_mode(backend: str, mode: str) -> None:
-    """fp32 arithmetic as the cell states, set in the backend the way every adapter sets its framework: JAX's
-    default matmul/convolution precision (TF32 on Ampere and newer GPUs unless told "float32"), torch's TF32 flags.
-    No effect on CPUs."""
-    if backend == "jax":
-        import jax
-
-        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if mode == "tf32" else "float32")
-    else:
-        from benchmarks.frameworks.pytorch_cell import set_math_mode as set_torch_math_mode
-
-        set_torch_math_mode(mode)
+    """fp32 arithmetic as the cell states, in the library the Keras backend computes with
+    (``implementations.math_mode``): JAX's default dot precision, or torch's TF32 flags. No effect on CPUs."""
+    math_mode.set_math_mode(backend, math_mode.TF32 if mode == "tf32" else math_mode.STRICT_FP32)
 
 
 def backend_environment(backend: str, devices: list[str]) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
 
@@ -20,11 +21,9 @@ LOGICAL_GPU_FALLBACK_MB = 4096  # each logical GPU's memory where NVML cannot te
 
 
 def set_math_mode(mode: str) -> None:
-    """fp32 arithmetic as the cell states: TensorFlow runs fp32 matmuls and convolutions in TF32 on Ampere and newer
-    GPUs unless told not to; every adapter sets its framework the same way. No effect on CPUs."""
-    import tensorflow as tf
-
-    tf.config.experimental.enable_tensor_float_32_execution(mode == "tf32")
+    """fp32 arithmetic as the cell states (``implementations.math_mode``): TensorFlow runs fp32 matmuls and
+    convolutions in TF32 on Ampere and newer GPUs unless told not to. No effect on CPUs."""
+    math_mode.set_math_mode("tensorflow", math_mode.TF32 if mode == "tf32" else math_mode.STRICT_FP32)
 
 
 def logical_gpu_memory_mb(count: int) -> int:

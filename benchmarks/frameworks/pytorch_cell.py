@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.torch_alexnet import build_torch_model
 from implementations.variants import get_variant
@@ -37,14 +38,9 @@ def torch_environment(devices: list[torch.device]) -> dict:
 
 
 def set_math_mode(mode: str) -> None:
-    """fp32 arithmetic as the cell states: TF32 tensor cores for matmuls and convolutions, or strict fp32.
-
-    torch's defaults differ by op (strict matmuls, TF32 cuDNN convolutions); both are set here, as every adapter
-    sets its framework. Under bf16 autocast the ops left in fp32 run strict. No effect on CPUs.
-    """
-    tf32 = mode == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    """fp32 arithmetic as the cell states (``implementations.math_mode``): TF32 tensor cores for matmuls and
+    convolutions, or strict fp32. Under bf16 autocast the ops left in fp32 run strict. No effect on CPUs."""
+    math_mode.set_math_mode("torch", math_mode.TF32 if mode == "tf32" else math_mode.STRICT_FP32)
 
 
 def _devices(config: CellConfig) -> list[torch.device]:

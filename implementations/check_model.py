@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from implementations.initial_weights import initial_weights
-from implementations.parity import DEFAULT_INPUT_SCALE, DEFAULT_RTOL, keras_to_torch_shape, relative_difference
+from implementations.parity import (
+    DEFAULT_INPUT_SCALE,
+    DEFAULT_RTOL,
+    LayerVerdict,
+    keras_to_torch_shape,
+    relative_difference,
+)
 from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Layer, MaxPool, infer
 from implementations.weight_mapping import torch_to_keras
 
@@ -49,19 +55,12 @@ class PortLayer:
 
 
 @dataclass
-class LayerCheck:
+class LayerCheck(LayerVerdict):
     name: str
     kind: str
     spec_shape: tuple[int, ...]
     spec_params: int
     port: PortLayer | None = None
-    max_abs_diff: float | None = None
-    rel_diff: float | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 @dataclass

@@ -33,8 +33,21 @@ DEFAULT_INPUT_SCALE = 100.0
 Mapping = Callable[[LayerWeights, Architecture], LayerWeights]
 
 
+@dataclass(kw_only=True)
+class LayerVerdict:
+    """A layer's numeric difference from the reference and what is wrong with it (nothing: it passes)."""
+
+    max_abs_diff: float | None = None
+    rel_diff: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 @dataclass
-class LayerParity:
+class LayerParity(LayerVerdict):
     name: str
     spec_shape: tuple[int, ...]
     torch_shape: tuple[int, ...] | None
@@ -44,13 +57,6 @@ class LayerParity:
     keras_params: int | None
     neurons: int
     paper_neurons: int | None = None
-    max_abs_diff: float | None = None
-    rel_diff: float | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 @dataclass

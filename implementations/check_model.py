@@ -182,8 +182,7 @@ def torch_layers(model, x) -> tuple[list[PortLayer], dict[int, np.ndarray]]:
             layer.config = {"size": module.size, "alpha": module.alpha / module.size, "given_alpha": module.alpha}
             layer.config |= {"k": module.k, "beta": module.beta, "divides": True}
         elif isinstance(module, PaperLRN):
-            layer.kind = "lrn"
-            layer.config = {"size": module.size, "alpha": module.alpha, "k": module.k, "beta": module.beta}
+            layer.kind, layer.config = "lrn", lrn_config(module)
         elif isinstance(module, nn.Flatten):
             layer.kind = "flatten"
         elif isinstance(module, nn.Dropout):
@@ -193,6 +192,11 @@ def torch_layers(model, x) -> tuple[list[PortLayer], dict[int, np.ndarray]]:
         layers.append(layer)
         outputs[index] = out.numpy()
     return layers, outputs
+
+
+def lrn_config(layer: object) -> dict:
+    """An LRN's constants as the paper states them (alpha multiplying the plain sum), from the suite's LRN layers."""
+    return {"size": layer.size, "alpha": layer.alpha, "k": layer.k, "beta": layer.beta}
 
 
 def keras_layers(model) -> list[PortLayer]:
@@ -223,8 +227,7 @@ def keras_layers(model) -> list[PortLayer]:
         elif isinstance(layer, kl.MaxPooling2D):
             port.kind, port.config = "pool", {"size": layer.pool_size[0], "stride": layer.strides[0]}
         elif isinstance(layer, LocalResponseNormalization):
-            port.kind = "lrn"
-            port.config = {"size": layer.size, "alpha": layer.alpha, "k": layer.k, "beta": layer.beta}
+            port.kind, port.config = "lrn", lrn_config(layer)
         elif isinstance(layer, kl.Flatten):
             port.kind = "flatten"
         elif isinstance(layer, kl.Dropout):

@@ -6,13 +6,13 @@ their defaults: PyTorch's matmuls are strict fp32 while its cuDNN convolutions u
 TensorFlow and JAX use TF32 for both. A comparison of frameworks, or of a framework with its
 ceiling, is only fair when every library is told the same thing, so each mode is set explicitly:
 
-- ``strict_fp32_<library>()``: TF32 off, IEEE float32 products (``fp32`` cells, parity checks);
-- ``tf32_<library>()``: TF32 on for matmuls and convolutions (``tf32`` cells).
+- ``fp32``: TF32 off, IEEE float32 products (``fp32`` cells, parity checks);
+- ``tf32``: TF32 on for matmuls and convolutions (``tf32`` cells).
 
 ``bf16`` cells use autocast / mixed precision on top of either. Each switch is process-wide, takes
 effect for work launched after it, and is harmless on a CPU-only host (the flags are simply not
-consulted there). Each imports its library, so call only those the process uses: ``set_math_mode``
-does that for one library by name.
+consulted there). Each imports its library, so set only those the process uses:
+``set_math_mode(library, mode)`` does that for one library by name.
 """
 
 from __future__ import annotations
@@ -48,49 +48,13 @@ def _jax_tf32(enabled: bool) -> None:
     jax.config.update("jax_default_matmul_precision", "tensorfloat32" if enabled else "highest")
 
 
-def strict_fp32_torch() -> None:
-    """PyTorch: strict fp32 matmuls (``torch.backends.cuda.matmul``) and cuDNN convolutions."""
-    _torch_tf32(False)
-
-
-def tf32_torch() -> None:
-    """PyTorch: TF32 for matmuls and cuDNN convolutions."""
-    _torch_tf32(True)
-
-
-def strict_fp32_tensorflow() -> None:
-    """TensorFlow (and Keras on it): ``enable_tensor_float_32_execution(False)``."""
-    _tensorflow_tf32(False)
-
-
-def tf32_tensorflow() -> None:
-    """TensorFlow (and Keras on it): TF32 on, TensorFlow's own default on GPUs."""
-    _tensorflow_tf32(True)
-
-
-def strict_fp32_jax() -> None:
-    """JAX (and Keras on it): ``jax_default_matmul_precision="highest"`` for dots and convolutions."""
-    _jax_tf32(False)
-
-
-def tf32_jax() -> None:
-    """JAX (and Keras on it): ``jax_default_matmul_precision="tensorfloat32"``."""
-    _jax_tf32(True)
-
-
-PREFIXES = {STRICT_FP32: "strict_fp32", TF32: "tf32"}
-
-
-def switch(library: str, mode: str) -> Callable[[], None]:
-    """The function setting ``mode`` (``fp32`` strict or ``tf32``) in ``library`` (torch, tensorflow, jax).
-
-    Looked up by name at call time, so that a test can replace the module's functions.
-    """
-    if mode not in PREFIXES or library not in LIBRARIES:
-        raise ValueError(f"no math mode {mode!r} for {library!r}; modes {MODES}, libraries {LIBRARIES}")
-    return globals()[f"{PREFIXES[mode]}_{library}"]
+# One setter per library: TF32 on (True) or strict fp32 (False). Looked up at call time, so a test can
+# replace an entry.
+SETTERS: dict[str, Callable[[bool], None]] = {"torch": _torch_tf32, "tensorflow": _tensorflow_tf32, "jax": _jax_tf32}
 
 
 def set_math_mode(library: str, mode: str) -> None:
-    """Set ``mode`` in ``library``; see :func:`switch`."""
-    switch(library, mode)()
+    """Set ``mode`` (``fp32`` strict or ``tf32``) in ``library`` (torch, tensorflow or jax)."""
+    if mode not in MODES or library not in LIBRARIES:
+        raise ValueError(f"no math mode {mode!r} for {library!r}; modes {MODES}, libraries {LIBRARIES}")
+    SETTERS[library](mode == TF32)

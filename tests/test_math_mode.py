@@ -43,7 +43,7 @@ def test_switches_turn_tf32_off_and_on_in_every_library(restore_flags):
 def test_each_switch_touches_only_its_own_library(restore_flags):
     for library in math_mode.LIBRARIES:
         math_mode.set_math_mode(library, math_mode.TF32)
-    math_mode.strict_fp32_tensorflow()
+    math_mode.set_math_mode("tensorflow", math_mode.STRICT_FP32)
     assert flags() == {"torch matmul": True, "torch cudnn": True, "tensorflow": False, "jax": "tensorfloat32"}
 
 

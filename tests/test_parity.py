@@ -69,14 +69,12 @@ def test_parity_pins_strict_fp32_in_every_library_before_running_a_model(monkeyp
     from implementations import math_mode, torch_alexnet
 
     calls = []
-    for mode in math_mode.MODES:
-        for library in math_mode.LIBRARIES:
-            name = math_mode.switch(library, mode).__name__
-            monkeypatch.setattr(math_mode, name, lambda name=name: calls.append(name))
+    for library in math_mode.LIBRARIES:
+        monkeypatch.setitem(math_mode.SETTERS, library, lambda tf32, library=library: calls.append((library, tf32)))
     build = torch_alexnet.build_torch_model
     monkeypatch.setattr(torch_alexnet, "build_torch_model", lambda *a: calls.append("build") or build(*a))
     report = check_parity(get_variant("cifar100-single"))
-    assert calls == ["strict_fp32_torch", "strict_fp32_tensorflow", "build"]
+    assert calls == [("torch", False), ("tensorflow", False), "build"]  # TF32 off in both, before any model
     assert report.ok and report.math_mode == math_mode.STRICT_FP32
     assert report.devices["torch"] == "cpu" and report.devices["keras (tensorflow)"] not in ("", "unknown")
 

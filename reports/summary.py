@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reports.load import frame_from_rows
-from reports.tables import throughput_rows
+from reports.tables import spread_note, summarize_cells, throughput_rows
 
 
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -54,3 +54,4 @@ def render_throughput(frame: pd.DataFrame, console: Console) -> None:
             cells.append("\n".join(parts))
         table.add_row(variant, mode, str(batch), setup, *cells)
     console.print(table)
+    console.print(spread_note(summarize_cells(frame)), highlight=False)

@@ -424,3 +424,4 @@ def test_bench_run_summary_still_renders_failed_cells(sweep_file: Path) -> None:
     render_throughput(frame, console)
     text = console.file.getvalue()
     assert "oom" in text and "imagenet-single" in text
+    assert "run-to-run spread: not measured (one process per cell)" in text  # said, not hidden

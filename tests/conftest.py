@@ -21,3 +21,14 @@ def plain_cpu_host(request, monkeypatch):
         return
     monkeypatch.setenv("ALEXNET_BENCH_NATIVE_BF16", "0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # frameworks and the NVML probe see no GPU
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Keras' global policy set to mixed_bfloat16 for one test, then restored."""
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy(previous)

@@ -13,14 +13,6 @@ from implementations.keras_training import compile_for_training
 from implementations.variants import get_variant
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    yield
-    keras.mixed_precision.set_global_policy(previous)
-
-
 @pytest.mark.parametrize("impl", ["grouped", "towers"])
 def test_keras_bf16_training_step_runs_with_float32_lrn(mixed_bfloat16, impl):
     arch = get_variant("cifar100-split")

@@ -118,15 +118,6 @@ def test_torch_alexnet_training_graph_off_the_cpu_is_free_of_avg_pool():
         assert "ConvolutionBackward0" in names and not any("AvgPool" in name for name in names)
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    """Keras' global policy set to mixed_bfloat16 for one test, then restored."""
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    yield
-    keras.mixed_precision.set_global_policy(previous)
-
-
 @pytest.mark.parametrize("path", ["tensorflow", "generic"])
 def test_keras_lrn_computes_in_float32_under_mixed_bfloat16(mixed_bfloat16, path):
     """TensorFlow has no bf16 LRN kernel (the call raised); in bf16 the generic formula errs by ~1e-2."""

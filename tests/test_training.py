@@ -81,16 +81,15 @@ class MemorisingTrainer(Trainer):
         return logits
 
 
-def test_run_training_drives_epochs_and_records_the_curve():
+def random_data(train: int, test: int, side: int) -> TrainingData:
+    """Seeded random images (NHWC, 3 channels) and labels of 10 classes."""
     rng = np.random.default_rng(0)
-    data = TrainingData(
-        rng.standard_normal((20, 4, 4, 3)).astype(np.float32),
-        rng.integers(0, 10, 20),
-        rng.standard_normal((6, 4, 4, 3)).astype(np.float32),
-        rng.integers(0, 10, 6),
-        10,
-        "test",
-    )
+    images = [rng.standard_normal((n, side, side, 3)).astype(np.float32) for n in (train, test)]
+    return TrainingData(images[0], rng.integers(0, 10, train), images[1], rng.integers(0, 10, test), 10, "test")
+
+
+def test_run_training_drives_epochs_and_records_the_curve():
+    data = random_data(20, 6, 4)
     trainer = MemorisingTrainer(data.y_test)
     config = TrainConfig("torch", epochs=4, batch_size=8, learning_rate=0.1, decay_at=(0.5, 0.75))
     history = run_training(config, data, trainer)
@@ -104,15 +103,7 @@ def test_run_training_drives_epochs_and_records_the_curve():
 
 
 def test_shared_dropout_hands_each_step_its_own_masks():
-    rng = np.random.default_rng(0)
-    data = TrainingData(
-        rng.standard_normal((16, 32, 32, 3)).astype(np.float32),
-        rng.integers(0, 10, 16),
-        rng.standard_normal((4, 32, 32, 3)).astype(np.float32),
-        rng.integers(0, 10, 4),
-        10,
-        "test",
-    )
+    data = random_data(16, 4, 32)
     trainer = MemorisingTrainer(data.y_test)
     config = TrainConfig("torch", variant="cifar100-split", epochs=2, batch_size=8, shared_dropout=True)
     history = run_training(config, data, trainer)

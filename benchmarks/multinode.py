@@ -152,9 +152,15 @@ def is_reporter(config: CellConfig, env: Mapping[str, str]) -> bool:
     return int(env.get("RANK", "0")) == 0
 
 
-def topology(config: CellConfig, world_size: int) -> dict:
-    """What a row records of a distributed cell: nodes, processes per node and world size."""
-    return {"nodes": config.nodes, "processes_per_node": world_size // config.nodes, "world_size": world_size}
+def topology(config: CellConfig, env: Mapping[str, str]) -> dict:
+    """What a row records of a distributed cell: nodes, processes per node and world size (the replicas that
+    train in sync). torchrun starts one process per device and says so (``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``);
+    TensorFlow's multi-worker runtime drives all of a node's devices from one process."""
+    return {
+        "nodes": config.nodes,
+        "processes_per_node": int(env.get("LOCAL_WORLD_SIZE", 1)),
+        "world_size": int(env.get("WORLD_SIZE", config.devices)),
+    }
 
 
 def check_same_cell(keys: list[str], config: CellConfig) -> None:
@@ -167,10 +173,12 @@ def check_same_cell(keys: list[str], config: CellConfig) -> None:
         )
 
 
-PEER_LOST_MARKERS = ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out")
+# gloo's words for a vanished peer, and TensorFlow's (gRPC UNAVAILABLE, a collective past its deadline).
+PEER_LOST_MARKERS = ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out",
+                     "unavailableerror", "deadlineexceedederror")  # fmt: skip
 
 
 def peer_lost(error: BaseException, config: CellConfig) -> bool:
     """Whether a multi-node cell failed because another node died or stopped answering."""
     text = f"{type(error).__name__} {error}".lower()
-    return config.nodes > 1 and any(marker in text for marker in PEER_LOST_MARKERS)
+    return config.nodes > 1 and (isinstance(error, TimeoutError) or any(marker in text for marker in PEER_LOST_MARKERS))

@@ -101,7 +101,7 @@ def _measure_prepared(
         "environment": cell.environment,
     }
     if config.nodes > 1:
-        figures["distributed"] = topology(config, int(os.environ.get("WORLD_SIZE", config.devices)))
+        figures["distributed"] = topology(config, os.environ)
         return figures, is_reporter(config, os.environ)
     return figures, cell.is_reporter
 

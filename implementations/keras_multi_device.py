@@ -61,12 +61,17 @@ def visible_gpus() -> list[str]:
     its allocator peak and NVML's reading would say nothing. Like
     :func:`configure_logical_cpus` this must run before the runtime starts.
     """
+    enable_memory_growth()
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+def enable_memory_growth() -> None:
+    """Memory growth on every physical GPU, without starting the runtime (see :func:`visible_gpus`)."""
     try:
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError as error:
-        raise RuntimeError(_TOO_LATE.format("visible_gpus()")) from error
-    return [device.name for device in tf.config.list_logical_devices("GPU")]
+        raise RuntimeError(_TOO_LATE.format("enable_memory_growth()")) from error
 
 
 # --- data parallel --------------------------------------------------------------------------
@@ -93,9 +98,11 @@ def distribute_batch(strategy: tf.distribute.Strategy, *arrays) -> tuple:
             shards = np.split(np.asarray(array), replicas)
 
         def shard(context: tf.distribute.experimental.ValueContext, shards: list = shards) -> tf.Tensor:
-            # MirroredStrategy calls this without a device scope: place each shard explicitly.
-            with tf.device(devices[context.replica_id_in_sync_group]):
-                return tf.identity(shards[context.replica_id_in_sync_group])
+            # Called for this worker's replicas only, without a device scope: place each shard explicitly.
+            # Replica ids are global; several workers (MultiWorkerMirroredStrategy) number theirs in turn.
+            replica = context.replica_id_in_sync_group
+            with tf.device(devices[replica % len(devices)]):
+                return tf.identity(shards[replica])
 
         distributed.append(strategy.experimental_distribute_values_from_function(shard))
     return tuple(distributed)
@@ -121,6 +128,14 @@ class DataParallelModel(keras.Model):
             data_batch = tuple(local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v for v in data_batch)
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
+    def train_step(self, data):
+        logs = super().train_step(data)
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages each replica's logs across workers along axis 0, which scalars lack
+            # (tensorflow/tensorflow#72388): give them that axis; the mean over it is the same number.
+            logs = {name: ops.expand_dims(value, 0) for name, value in logs.items()}
+        return logs
+
     def _shard(self, *values) -> tuple:
         strategy = self.distribute_strategy
         if strategy.num_replicas_in_sync == 1:
@@ -141,6 +156,18 @@ class DataParallelModel(keras.Model):
         return super().predict_on_batch(x)
 
 
+def multi_worker_strategy(timeout_s: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """Data parallel over the workers ``TF_CONFIG`` lists (one per machine), each with all its local GPUs,
+    or its CPU. TensorFlow picks the all-reduce (NCCL between GPUs, its ring over gRPC otherwise). A collective
+    that waits on a lost worker fails after ``timeout_s`` instead of hanging. Like device set-up this must
+    come before TensorFlow's runtime starts."""
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:
+        raise RuntimeError(_TOO_LATE.format("multi_worker_strategy()")) from error
+
+
 def build_data_parallel(
     arch: Architecture,
     split_impl: str,
@@ -150,19 +177,23 @@ def build_data_parallel(
     momentum: float = 0.9,
     jit_compile: bool = False,
     shared_device: bool = False,
-) -> tuple[tf.distribute.MirroredStrategy, DataParallelModel]:
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[tf.distribute.Strategy, DataParallelModel]:
     """One replica of ``build_keras_model(arch, split_impl)`` per device, compiled for training.
 
     Variables (weights and momenta) are mirrored; gradients are summed across replicas before
-    each update. NCCL all-reduce (TensorFlow's choice for GPUs) is GPU only; with a CPU among the
-    devices, e.g. logical CPUs, or logical GPUs sharing one device (``shared_device``), the
-    gradients are reduced on one device instead.
+    each update. By default the replicas are ``devices`` of this machine under MirroredStrategy:
+    NCCL all-reduce (TensorFlow's choice for GPUs) is GPU only; with a CPU among the devices,
+    e.g. logical CPUs, or logical GPUs sharing one device (``shared_device``), the gradients are
+    reduced on one device instead. A ``strategy`` given (e.g. :func:`multi_worker_strategy`)
+    replaces that choice.
     """
     if not devices:
         raise ValueError("data parallelism needs at least one device")
-    on_cpu = any(tf.DeviceSpec.from_string(device).device_type == "CPU" for device in devices)
-    cross_device_ops = tf.distribute.ReductionToOneDevice() if on_cpu or shared_device else None
-    strategy = tf.distribute.MirroredStrategy(list(devices), cross_device_ops=cross_device_ops)
+    if strategy is None:
+        on_cpu = any(tf.DeviceSpec.from_string(device).device_type == "CPU" for device in devices)
+        cross_device_ops = tf.distribute.ReductionToOneDevice() if on_cpu or shared_device else None
+        strategy = tf.distribute.MirroredStrategy(list(devices), cross_device_ops=cross_device_ops)
     with strategy.scope():
         functional = build_keras_model(arch, split_impl)
         # The same layers and variables, re-wrapped in the subclass that shards *_on_batch input.

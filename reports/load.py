@@ -172,6 +172,7 @@ def _cell_columns(cell: dict) -> dict:
         "seed": cell.get("seed"),
         "gpus": _whole(cell.get("gpus")),
         "simulate_devices": _whole(cell.get("simulate_devices")),
+        "nodes": _whole(cell.get("nodes")) or 1,  # rows before multi-node runs: one machine
     }
 
 

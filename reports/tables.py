@@ -32,6 +32,8 @@ from reports.statistics import process_spread, ratio_replicates
 
 THROUGHPUT_MODES = ("train", "infer")
 CELL_KEYS = ["environment", "framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
+# What a summary line keeps of its cell besides the keys (the same for every process of the cell).
+CELL_FACTS = ("dataset", "layout", "devices", "parallel", "simulated", "gpus", "nodes", "precision", "math_mode")
 BOOTSTRAP_RESAMPLES = 2000
 RATIO_NOTE = (
     "ratio: median images/s of the second over the first; 95% interval by hierarchical bootstrap (processes, "
@@ -115,11 +117,7 @@ def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.Da
         lines.append(
             {
                 **dict(zip(keys, values, strict=True)),
-                **{
-                    c: first[c]
-                    for c in ("dataset", "layout", "devices", "parallel", "simulated", "gpus", "precision", "math_mode")
-                    if c in first
-                },
+                **{c: first[c] for c in CELL_FACTS if c in first},
                 "repeats": len(group),
                 "status": _status_text(group["status"]),
                 "error": next((e for e in group["error"] if isinstance(e, str)), None),
@@ -405,18 +403,38 @@ def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:
     return tables
 
 
-def _baseline(summary: pd.DataFrame, line: pd.Series) -> pd.Series | None:
-    """The one-device cell a multi-device cell is measured against: 1 GPU for GPUs, the CPU for simulated."""
-    same = summary[
+def _same_work(summary: pd.DataFrame, line: pd.Series) -> pd.DataFrame:
+    """Cells of the same machine, framework, variant, mode and batch as ``line``."""
+    return summary[
         (summary["environment"] == line["environment"])
         & (summary["framework"] == line["framework"])
         & (summary["variant"] == line["variant"])
         & (summary["mode"] == line["mode"])
         & (summary["batch_size"] == line["batch_size"])
-        & (summary["devices"] == 1)
     ]
+
+
+def _baseline(summary: pd.DataFrame, line: pd.Series) -> pd.Series | None:
+    """The one-device cell a multi-device cell is measured against: 1 GPU for GPUs, the CPU for simulated."""
+    same = _same_work(summary, line)
+    same = same[same["devices"] == 1]
     same = same[same["gpus"] == 1] if line["gpus"] > 0 else same[same["device_setup"] == "cpu"]
     return fastest_cell(same)
+
+
+def _nodes(line: pd.Series) -> int:
+    nodes = line.get("nodes", 1)
+    return 1 if pd.isna(nodes) else int(nodes)
+
+
+def _one_node_baseline(summary: pd.DataFrame, line: pd.Series) -> pd.Series | None:
+    """For a multi-node cell, the same cell on one of its nodes: the same devices per node, one machine."""
+    if _nodes(line) < 2:
+        return None
+    same = _same_work(summary, line)
+    nodes = same["nodes"].fillna(1) if "nodes" in same else pd.Series(1, index=same.index)
+    same = same[(nodes == 1) & (same["devices"] == line["devices"] // _nodes(line)) & ~same["simulated"].astype(bool)]
+    return fastest_cell(same[same["gpus"] == line["gpus"]])
 
 
 def _scaling_note(line: pd.Series, base: pd.Series | None) -> str:
@@ -437,6 +455,8 @@ def scaling_table(summary: pd.DataFrame) -> ReportTable:
         base = _baseline(summary, line)
         one = math.nan if base is None else base["images_per_s"]
         speedup = line["images_per_s"] / one
+        node_base = _one_node_baseline(summary, line)
+        one_node = math.nan if node_base is None else node_base["images_per_s"]
         lines.append(
             {
                 "environment": line["environment"],
@@ -450,6 +470,8 @@ def scaling_table(summary: pd.DataFrame) -> ReportTable:
                 "img/s (N)": line["images_per_s"],
                 "speedup": speedup,
                 "efficiency": math.nan if line["simulated"] else speedup / line["devices"],
+                "img/s (1 node)": one_node,
+                "efficiency vs 1 node": line["images_per_s"] / (_nodes(line) * one_node),
                 "note": _scaling_note(line, base),
                 "status (N)": line["status"],
             }
@@ -459,7 +481,15 @@ def scaling_table(summary: pd.DataFrame) -> ReportTable:
         "give each device batch/N.",
         "simulated devices share the same CPU cores: their rows exercise the code path and say nothing about scaling.",
     ]
-    return ReportTable("Scaling: 1 vs N devices", pd.DataFrame(lines), notes, {"efficiency": ".0%"})
+    table = pd.DataFrame(lines)
+    if not table.empty and table["img/s (1 node)"].notna().any():
+        notes.append(
+            "efficiency vs 1 node = img/s(nodes) / (nodes x img/s on one node with the same devices per node): what "
+            "going beyond one machine costs. Multi-node rows are filed under the first node's machine."
+        )
+    elif not table.empty:
+        table = table.drop(columns=["img/s (1 node)", "efficiency vs 1 node"])
+    return ReportTable("Scaling: 1 vs N devices", table, notes, {"efficiency": ".0%", "efficiency vs 1 node": ".0%"})
 
 
 def flops_table(summary: pd.DataFrame) -> ReportTable:

@@ -32,6 +32,11 @@ from benchmarks.results import read_results
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ["-f", "torch", "-v", "cifar100-single", "-m", "train", "-b", "4", "--warmup", "1"]
 CELL += ["--repeats", "1", "--time-budget", "0", "--no-report"]
+MULTI_NODE_FRAMEWORKS = ["torch", "keras"]  # torchrun's c10d rendezvous; TensorFlow's multi-worker runtime
+
+
+def cell_options(framework: str) -> list[str]:
+    return [*CELL[:1], framework, *CELL[2:]]
 
 
 @pytest.mark.parametrize(
@@ -172,12 +177,12 @@ def finish(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
     return process.returncode, out + err
 
 
-def test_two_nodes_on_loopback_give_one_row_of_world_size_two(tmp_path):
+@pytest.mark.parametrize("framework", MULTI_NODE_FRAMEWORKS)
+def test_two_nodes_on_loopback_give_one_row_of_world_size_two(tmp_path, framework):
     port = free_port()
     rows = [tmp_path / "node0.jsonl", tmp_path / "node1.jsonl"]
-    nodes = [
-        start(*CELL, "--steps", "2", *node_options(2, rank, port), "--results", str(rows[rank])) for rank in (0, 1)
-    ]
+    options = [*cell_options(framework), "--steps", "2"]
+    nodes = [start(*options, *node_options(2, rank, port), "--results", str(rows[rank])) for rank in (0, 1)]
     (code0, out0), (code1, out1) = (finish(node, 240) for node in nodes)
     assert code0 == 0, out0
     assert code1 == 0 and "took part" in out1, out1
@@ -188,27 +193,35 @@ def test_two_nodes_on_loopback_give_one_row_of_world_size_two(tmp_path):
     assert not rows[1].exists() or not read_results(rows[1]).rows  # only the first node writes
 
 
-def test_nodes_started_with_different_options_are_refused_at_the_rendezvous(tmp_path):
+@pytest.mark.parametrize("framework", MULTI_NODE_FRAMEWORKS)
+def test_nodes_started_with_different_options_are_refused_at_the_rendezvous(tmp_path, framework):
     port = free_port()
     results = tmp_path / "r.jsonl"
-    first = start(*CELL, "--steps", "1", *node_options(2, 0, port), "--results", str(results))
-    other = start(*CELL, "--steps", "1", "--seed", "7", *node_options(2, 1, port), "--results", os.devnull)
+    options = [*cell_options(framework), "--steps", "1"]
+    first = start(*options, *node_options(2, 0, port), "--results", str(results))
+    other = start(*options, "--seed", "7", *node_options(2, 1, port), "--results", os.devnull)
     (code0, out0), (code1, _) = finish(first, 240), finish(other, 240)
     assert code0 == 1 and code1 == 0, out0
     (row,) = read_results(results).rows
     assert row.status == "failed" and "nodes disagree on the cell" in row.error, row.error
 
 
-def test_a_node_killed_mid_cell_is_a_timeout_row_and_nothing_hangs(tmp_path):
+# Seconds a node's worker runs before it trains with the other node: torchrun starts it after the
+# rendezvous; a Keras worker first imports TensorFlow, swaps addresses and builds the replicas.
+SETTLE_S = {"torch": 8, "keras": 25}
+
+
+@pytest.mark.parametrize("framework", MULTI_NODE_FRAMEWORKS)
+def test_a_node_killed_mid_cell_is_a_timeout_row_and_nothing_hangs(tmp_path, framework):
     port = free_port()
     results = tmp_path / "r.jsonl"
     # Enough steps that the kill lands while the two nodes train together.
-    options = [*CELL, "--steps", "400", "--cell-timeout", "150"]
+    options = [*cell_options(framework), "--steps", "400", "--cell-timeout", "150"]
     first = start(*options, *node_options(2, 0, port, join_timeout=40), "--results", str(results))
     other = start(*options, *node_options(2, 1, port, join_timeout=40), "--results", os.devnull)
     started = time.monotonic()
     try:
-        wait_for_training(other.pid, deadline=started + 150)
+        wait_for_training(other.pid, deadline=started + 150, settle_s=SETTLE_S[framework])
         other.send_signal(signal.SIGTERM)  # the node's bench.py takes its torchrun and worker down with it
         code0, out0 = finish(first, 200)
     finally:
@@ -223,14 +236,14 @@ def test_a_node_killed_mid_cell_is_a_timeout_row_and_nothing_hangs(tmp_path):
     assert time.monotonic() - started < 200
 
 
-def wait_for_training(pid: int, deadline: float) -> None:
-    """Until a worker below ``pid`` has been up a few seconds (torchrun starts it once the rendezvous is done)."""
+def wait_for_training(pid: int, deadline: float, settle_s: float) -> None:
+    """Until a worker below ``pid`` has been up ``settle_s`` seconds, long enough to be training."""
     seen = None
     while time.monotonic() < deadline:
         commands = descendants(pid)
         if any("benchmarks.worker" in c and "torch.distributed.run" not in c for c in commands):
             seen = seen or time.monotonic()
-            if time.monotonic() - seen > 8:
+            if time.monotonic() - seen > settle_s:
                 return
         time.sleep(0.5)
     raise AssertionError("the second node's worker never started")
@@ -267,5 +280,5 @@ def test_a_multi_node_plan_takes_single_tower_variants_and_multi_node_frameworks
     assert {c.framework for c in cells} == {n for n in frameworks.default_names() if frameworks.get(n).multi_node}
     with pytest.raises(SweepError, match="single-tower variants; drop cifar100-split"):
         plan(SweepOptions(nodes=2, variants=["cifar100-split"]))
-    with pytest.raises(SweepError, match="keras runs on one machine"):
-        plan(SweepOptions(nodes=2, frameworks=["keras"]))
+    with pytest.raises(SweepError, match="keras-torch runs on one machine"):
+        plan(SweepOptions(nodes=2, frameworks=["keras-torch"]))

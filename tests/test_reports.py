@@ -276,6 +276,25 @@ def test_scaling_efficiency_for_gpus_and_no_claim_for_simulated_devices() -> Non
     assert plots.scaling_plot(table).startswith(PNG_SIGNATURE)
 
 
+def test_multi_node_cells_scale_against_one_device_and_against_one_node() -> None:
+    rng = np.random.default_rng(9)
+    host = factory.machine(gpus=("H100",) * 8)
+    cells_and_steps = [
+        (CellConfig("keras", "imagenet-single", "train", 1024, gpus=1), 1.0),
+        (CellConfig("keras", "imagenet-single", "train", 1024, gpus=8), 0.16),  # 6.25x on one node
+        (CellConfig("keras", "imagenet-single", "train", 1024, gpus=8, nodes=2), 0.1),  # 10x on 16 GPUs
+    ]
+    rows = [factory.ok_row(cell, factory.step_times(rng, step, 20), host) for cell, step in cells_and_steps]
+    table = tables.scaling_table(tables.summarize_cells(frame_from_rows(rows))).frame
+    two_nodes = table[table["devices"] == "2 nodes x 8 gpu"].iloc[0]
+    assert two_nodes["efficiency"] == pytest.approx(10 / 16, rel=0.05)
+    assert two_nodes["efficiency vs 1 node"] == pytest.approx(10 / 6.25 / 2, rel=0.05)
+    one_node = table[table["devices"] == "8 gpu"].iloc[0]
+    assert math.isnan(one_node["efficiency vs 1 node"])
+    single_machine = tables.scaling_table(tables.summarize_cells(frame_from_rows(rows[:2]))).frame
+    assert "efficiency vs 1 node" not in single_machine  # no column for runs that never left one machine
+
+
 def test_gpu_memory_columns_appear_only_with_gpu_figures() -> None:
     rng = np.random.default_rng(7)
     host = factory.machine(gpus=("H100",))

@@ -2,6 +2,7 @@
 
 Two or more devices: split variants run model-parallel (one tower per device), single variants
 data-parallel under MirroredStrategy; ``--simulate-devices`` splits the CPU into logical devices.
+Several nodes: data-parallel under MultiWorkerMirroredStrategy, one worker process per node.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class KerasOnTensorFlow(Framework):
     compared_by_default = True
     fast_paths = ("compiled", "bf16")
     multi_device = ("model", "data")
+    multi_node = True  # MultiWorkerMirroredStrategy, TF_CONFIG from benchmarks.address_exchange
     trains = True
     keras_backend = "tensorflow"
 

@@ -9,6 +9,9 @@ process does nothing before it.
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
@@ -73,6 +76,32 @@ def _devices(config: CellConfig) -> list[str]:
     return ["/device:CPU:0"]
 
 
+def tf_config(addresses: list[str], index: int) -> dict:
+    """TensorFlow's cluster description for worker ``index`` of ``addresses`` (one worker per node)."""
+    return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+
+
+def join_cluster(config: CellConfig) -> tuple[object, list[str], list[str]]:
+    """Several nodes: (MultiWorkerMirroredStrategy, this node's devices, every worker's address).
+
+    The order matters, as each step must come before TensorFlow's runtime starts: the workers'
+    addresses (``benchmarks.address_exchange``, which also refuses nodes with different options),
+    then memory growth on the GPUs, then the strategy, which reads ``TF_CONFIG``.
+    """
+    from benchmarks.address_exchange import cluster_addresses
+
+    addresses = cluster_addresses(config)
+    os.environ["TF_CONFIG"] = json.dumps(tf_config(addresses, config.node_rank))
+    from implementations import keras_multi_device
+
+    keras_multi_device.enable_memory_growth()
+    strategy = keras_multi_device.multi_worker_strategy(config.join_timeout_s)
+    devices = list(strategy.extended.worker_devices)
+    if config.gpus and sum("GPU" in d.upper() for d in devices) < config.gpus:
+        raise RuntimeError(f"asked for {config.gpus} GPUs per node, TensorFlow sees {devices}")
+    return strategy, devices, addresses
+
+
 def keras_environment(devices: list[str]) -> dict:
     import keras
     import tensorflow as tf
@@ -92,7 +121,12 @@ def keras_environment(devices: list[str]) -> dict:
 
 
 def prepare_keras(config: CellConfig) -> PreparedCell:
-    devices = _devices(config)  # first: logical devices must be set before TensorFlow initialises
+    # First: devices and the multi-worker runtime must be set up before TensorFlow initialises.
+    strategy, workers = None, []
+    if config.nodes > 1:
+        strategy, devices, workers = join_cluster(config)
+    else:
+        devices = _devices(config)
     import keras
     import tensorflow as tf
 
@@ -107,10 +141,10 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
     if config.precision == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
     arch = get_variant(config.variant)
-    strategy = None
     if config.parallel == "data":
-        if config.batch_size % len(devices):
-            raise ValueError(f"batch size {config.batch_size} does not split over {len(devices)} devices")
+        replicas = strategy.num_replicas_in_sync if strategy else len(devices)
+        if config.batch_size % replicas:
+            raise ValueError(f"batch size {config.batch_size} does not split over {replicas} devices")
         strategy, model = keras_multi_device.build_data_parallel(
             arch,
             config.split_impl,
@@ -120,6 +154,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
             momentum=MOMENTUM,
             jit_compile=config.compiled,
             shared_device=config.simulate_devices >= 2,
+            strategy=strategy,
         )
     else:
         if config.parallel == "model":
@@ -184,7 +219,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,
-        environment=keras_environment(devices),
+        environment={**keras_environment(devices), **({"workers": workers} if workers else {})},
         reset_peak_memory=reset_peak,
         framework_memory=framework_memory,
     )

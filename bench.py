@@ -637,6 +637,14 @@ def compare_results(
     base: Annotated[Path, typer.Argument(help="Results file of the baseline.")],
     new: Annotated[Path, typer.Argument(help="Results file to judge against it.")],
     threshold: Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")] = "5%",
+    drift: Annotated[
+        str,
+        typer.Option(
+            help="How far a whole run of one build moves between invocations on this machine (every cell alike); "
+            "a whole-run change within it is not called a regression. Default: 25%, what shared CPUs showed; "
+            "lower it on a dedicated machine."
+        ),
+    ] = "25%",
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print Markdown (for a PR comment) instead of a table.")
     ] = False,
@@ -645,6 +653,8 @@ def compare_results(
 
     Exits 1 when a significant slowdown exceeds the threshold (or a cell that worked now fails). A
     cell whose detectable change is above the threshold is "inconclusive: need about N repeats".
+    Each cell is judged against the whole run's shift (the median change over the cells); the
+    shift itself counts only beyond --drift.
     """
     from benchmarks.results import ResultsFileError
     from reports.compare import compare, parse_threshold
@@ -653,7 +663,7 @@ def compare_results(
     if missing:
         raise fail(f"no results file at {', '.join(missing)}")
     try:
-        result = compare([base], [new], threshold=parse_threshold(threshold))
+        result = compare([base], [new], threshold=parse_threshold(threshold), drift=parse_threshold(drift, "drift"))
     except (ResultsFileError, ValueError) as error:
         raise fail(str(error)) from None
     if markdown:

@@ -12,12 +12,23 @@ are not independent samples of a rerun, so the unit of evidence is a process (se
   pooled spread of the per-process medians and the number of processes on each side, at the
   Bonferroni level ``alpha / cells`` (Holm's strictest step).
 
-Verdicts: "regression" when the cell lost more than ``threshold`` of its base throughput AND the
-adjusted p < ``alpha``; "improved" likewise for a gain; otherwise "no change" only when the
-detectable change is within ``threshold``, else "inconclusive: need about N repeats" (N
-processes per side, from the same spread). With one process on each side the run-to-run spread
-is unknown and the verdict is inconclusive. A cell that succeeded in the base and fails in the
-new results is "broken", which counts as a regression.
+Two invocations of the same build on a shared machine also differ as a whole: every cell of one
+run can be 10-20% slower than every cell of the next (the machine's other tenants, its clock,
+its memory placement), which processes of one run cannot show. So, with ``MIN_CELLS_FOR_SHIFT``
+cells or more, compare takes the median change over the cells as the whole run's shift and
+tests each cell against it ("vs run"): a cell that moved with the run did not change, a cell that
+moved differently did. The shift itself is judged against ``drift``, how far a whole run of one
+build moves between invocations here (``DEFAULT_DRIFT``, measured on shared CPUs; lower it on a
+dedicated machine): beyond it, every cell that lost more than ``threshold`` is a "regression
+(whole run)". With fewer cells the shift cannot be told from a change, and only changes beyond
+``drift`` count.
+
+Verdicts: "regression" when the cell lost more than ``threshold`` of its base throughput, and
+of the run's shift, AND the adjusted p < ``alpha``; "improved" likewise for a gain; otherwise
+"no change" only when the detectable change is within ``threshold``, else "inconclusive: need
+about N repeats" (N processes per side, from the same spread). With one process on each side
+the run-to-run spread is unknown and the verdict is inconclusive. A cell that succeeded in the
+base and fails in the new results is "broken", which counts as a regression.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
@@ -38,8 +50,19 @@ from reports.statistics import MAX_REPEATS, cell_median, holm, process_test, rep
 from reports.tables import ReportTable, summarize_cells, throughput_rows
 
 COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
-REGRESSED = ("regression", "broken")
-VERDICT_STYLE = {"regression": "red", "broken": "red", "improved": "green", "fixed": "green"}
+REGRESSED = ("regression", "regression (whole run)", "broken")
+MIN_CELLS_FOR_SHIFT = 4  # cells with a change on both sides before their median is taken as the run's shift
+# How far a whole run of one build moved between two invocations: up to 20% (median over 8 cells) in
+# A/A pairs of ``run --quick`` on a shared 2-core cloud VM (see the README); a margin above that.
+DEFAULT_DRIFT = 0.25
+VERDICT_STYLE = {
+    "regression": "red",
+    "regression (whole run)": "red",
+    "broken": "red",
+    "improved": "green",
+    "improved (whole run)": "green",
+    "fixed": "green",
+}
 
 
 @dataclass
@@ -52,6 +75,8 @@ class ComparisonResult:
     warnings: list[str] = field(default_factory=list)
     threshold: float = 0.05
     alpha: float = 0.05
+    drift: float = DEFAULT_DRIFT
+    shift: float = math.nan  # the whole run's change (median over cells); NaN with too few cells
 
     @property
     def has_regressions(self) -> bool:
@@ -79,12 +104,32 @@ class ComparisonResult:
             )
         parts = ", ".join(f"{n} {verdict}" for verdict, n in self.counts().items())
         return (
-            f"{len(self.cells)} cells compared ({parts}). Regression: more than {self.threshold:.0%} slower AND "
-            f"p < {self.alpha:g} in a t-test of the log per-process medians (each repeat is a process; p "
-            f"Holm-adjusted over the {len(self.cells)} cells). detectable: the smallest change the test would catch "
-            "80% of the time with these processes (spread: SD of the log per-process medians); when it exceeds "
+            f"{len(self.cells)} cells compared ({parts}). {self.shift_sentence()} Regression: more than "
+            f"{self.threshold:.0%} slower, also against the run's shift (vs run), AND p < {self.alpha:g} in a t-test "
+            "of the log per-process medians against that shift (each repeat is a process; p Holm-adjusted over the "
+            f"{len(self.cells)} cells). detectable: the smallest change against the run's shift the test would "
+            "catch 80% of the time with these processes (spread: SD of the log per-process medians); when it exceeds "
             f"{self.threshold:.0%}, a cell without a significant change is inconclusive, not unchanged: rerun both "
             "sides with the repeats it names."
+        )
+
+    def shift_sentence(self) -> str:
+        """What the whole run did, and how it was judged."""
+        if math.isnan(self.shift):
+            return (
+                f"Fewer than {MIN_CELLS_FOR_SHIFT} cells: a change of the whole run (the machine between two "
+                f"invocations) cannot be told from a change of a cell, so only changes beyond the {self.drift:.0%} "
+                "drift allowance (--drift) count."
+            )
+        if abs(self.shift) > self.drift:
+            return (
+                f"The whole run moved by {self.shift:+.1%} (median over the cells), beyond the {self.drift:.0%} a "
+                "run of one build drifts between invocations (--drift): the machine or a change that touches every "
+                "cell."
+            )
+        return (
+            f"The whole run moved by {self.shift:+.1%} (median over the cells), within the {self.drift:.0%} a run "
+            "of one build drifts between invocations (--drift): each cell is judged against that shift."
         )
 
     def table(self) -> ReportTable:
@@ -93,6 +138,7 @@ class ComparisonResult:
             "base_images_per_s": "base img/s",
             "new_images_per_s": "new img/s",
             "change": "change",
+            "vs_run": "vs run",
             "detectable": "detectable",
             "p_value": "p",
             "base_processes": "procs base",
@@ -111,7 +157,7 @@ class ComparisonResult:
             "Comparison",
             frame,
             [self.headline()],
-            {"change": "+.1%", "detectable": ".1%", "p": ".2g", "spread": ".1%"},
+            {"change": "+.1%", "vs run": "+.1%", "detectable": ".1%", "p": ".2g", "spread": ".1%"},
             empty_text="Nothing to compare: no cell is in both sets of results.",
         )
 
@@ -166,15 +212,15 @@ def _plain(values: Sequence) -> str:
     return escape(" ".join(str(value) for value in values))
 
 
-def parse_threshold(text: str) -> float:
+def parse_threshold(text: str, what: str = "threshold") -> float:
     """'5%' or '0.05' as the fraction 0.05; a bare number of 1 or more is refused as ambiguous."""
     stripped = text.strip()
     try:
         value = float(stripped.removesuffix("%")) / (100 if stripped.endswith("%") else 1)
     except ValueError:
-        raise ValueError(f"threshold {text!r} is not a number; write it as 5% or 0.05") from None
+        raise ValueError(f"{what} {text!r} is not a number; write it as 5% or 0.05") from None
     if not 0 <= value < 1:
-        raise ValueError(f"threshold {text!r} must be a fraction below 1; write it as 5% or 0.05")
+        raise ValueError(f"{what} {text!r} must be a fraction below 1; write it as 5% or 0.05")
     return value
 
 
@@ -195,10 +241,14 @@ def judge(
     base_processes: list[list[float]] | None = None,
     new_processes: list[list[float]] | None = None,
     cells: int = 1,
+    shift: float = 0.0,
+    floor: float = 0.0,
 ) -> dict:
     """Change, unadjusted p, detectable change and a provisional verdict of one cell (see the module docstring).
 
     ``cells`` is the size of the family: the detectable change is computed at ``alpha / cells``.
+    ``shift`` is the whole run's change the cell is tested against; ``floor`` a change a verdict
+    must also exceed (the drift allowance, when there are too few cells to know the shift).
     ``compare`` then applies Holm's adjustment over all cells and settles the verdicts.
     """
     base_processes = base_processes if base_processes is not None else [base["samples"]] * bool(base["samples"])
@@ -212,6 +262,7 @@ def judge(
         "base_steps": sum(len(p) for p in base_processes),
         "new_steps": sum(len(p) for p in new_processes),
         "change": math.nan,
+        "vs_run": math.nan,
         "p_value": math.nan,
         "detectable": math.nan,
         "spread": math.nan,
@@ -222,22 +273,26 @@ def judge(
         line["note"] = f"base {base['status']}, new {new['status']}"
         return {**line, "verdict": verdict}
     line["change"] = line["new_images_per_s"] / line["base_images_per_s"] - 1
+    line["vs_run"] = (1 + line["change"]) / (1 + shift) - 1
     if not base_processes or not new_processes:
         return {**line, "verdict": "untested", "note": "no per-step samples on one side"}
-    test = process_test(base_processes, new_processes, alpha / max(cells, 1))
+    test = process_test(base_processes, new_processes, alpha / max(cells, 1), math.log1p(shift))
     line.update(p_value=test.p_value, detectable=test.detectable, spread=test.spread)
     if math.isnan(test.p_value):
         line["note"] = "one process per side: steps within a process are not independent samples of a rerun"
         return {**line, "verdict": f"inconclusive: need at least {MIN_REPEATS} repeats"}
-    return {**line, "verdict": _verdict(line, test.p_value, threshold, alpha, cells)}
+    return {**line, "verdict": _verdict(line, test.p_value, threshold, alpha, cells, floor)}
 
 
-def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: int) -> str:
+def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: int, floor: float = 0.0) -> str:
     significant = p_value < alpha
-    if line["change"] < -threshold and significant:
+    bar = max(threshold, floor)
+    if line["change"] < -bar and line["vs_run"] < -threshold and significant:
         return "regression"
-    if line["change"] > threshold and significant:
+    if line["change"] > bar and line["vs_run"] > threshold and significant:
         return "improved"
+    if significant and abs(line["change"]) > threshold and abs(line["vs_run"]) > threshold:
+        return f"inconclusive: within the {floor:.0%} drift between invocations (compare {MIN_CELLS_FOR_SHIFT}+ cells)"
     if line["detectable"] > threshold:
         needed = repeats_needed(line["spread"], threshold, alpha / max(cells, 1))
         if needed is None or needed >= MAX_REPEATS:
@@ -246,13 +301,34 @@ def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: 
     return "no change"
 
 
-def _settle(lines: list[dict], threshold: float, alpha: float) -> None:
+def _settle(lines: list[dict], threshold: float, alpha: float, floor: float) -> None:
     """Holm-adjust the cells' p-values as one family and decide the verdicts that rest on them."""
     tested = [i for i, line in enumerate(lines) if not math.isnan(line["p_value"])]
     adjusted = holm([lines[i]["p_value"] for i in tested])
     for i, p in zip(tested, adjusted, strict=True):
         lines[i]["p_value"] = p
-        lines[i]["verdict"] = _verdict(lines[i], p, threshold, alpha, len(lines))
+        lines[i]["verdict"] = _verdict(lines[i], p, threshold, alpha, len(lines), floor)
+
+
+def run_shift(lines: list[dict]) -> float:
+    """The whole run's change: the median change over the cells (on the log scale); NaN with too few cells."""
+    changes = [line["change"] for line in lines if not math.isnan(line["change"])]
+    if len(changes) < MIN_CELLS_FOR_SHIFT:
+        return math.nan
+    return float(np.expm1(np.median(np.log1p(changes))))
+
+
+def _mark_whole_run(lines: list[dict], shift: float, threshold: float, drift: float) -> None:
+    """A shift beyond the drift allowance: every cell that moved with it beyond the threshold says so."""
+    if math.isnan(shift) or abs(shift) <= max(drift, threshold):
+        return
+    for line in lines:
+        if line["verdict"] in ("regression", "improved", "broken", "fixed") or math.isnan(line["change"]):
+            continue
+        if shift < 0 and line["change"] < -threshold:
+            line["verdict"] = "regression (whole run)"
+        elif shift > 0 and line["change"] > threshold:
+            line["verdict"] = "improved (whole run)"
 
 
 def _processes(frame: pd.DataFrame) -> dict[tuple, list[list[float]]]:
@@ -276,11 +352,17 @@ def _machines(frame: pd.DataFrame) -> list[str]:
 
 
 def compare(
-    base_paths: Sequence[Path], new_paths: Sequence[Path], threshold: float = 0.05, alpha: float = 0.05
+    base_paths: Sequence[Path],
+    new_paths: Sequence[Path],
+    threshold: float = 0.05,
+    alpha: float = 0.05,
+    drift: float = DEFAULT_DRIFT,
 ) -> ComparisonResult:
     """Compare the cells of ``new_paths`` against ``base_paths``; see the module docstring for the rule."""
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a fraction in [0, 1), got {threshold}")
+    if not 0 <= drift < 1:
+        raise ValueError(f"drift must be a fraction in [0, 1), got {drift}")
     base, new = load_results(list(base_paths)), load_results(list(new_paths))
     warnings = [f"base: {w}" for w in base.warnings] + [f"new: {w}" for w in new.warnings]
     base_machines, new_machines = _machines(base.frame), _machines(new.frame)
@@ -297,35 +379,52 @@ def compare(
     if base_cells.empty or new_cells.empty:
         added = new_cells[COMPARE_KEYS].reset_index(drop=True) if not new_cells.empty else empty_keys
         removed = base_cells[COMPARE_KEYS].reset_index(drop=True) if not base_cells.empty else empty_keys
-        return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha)
+        return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
     common = [key for key in base_cells.index if key in new_cells.index]
     added = new_cells.loc[[k for k in new_cells.index if k not in base_cells.index], COMPARE_KEYS]
     removed = base_cells.loc[[k for k in base_cells.index if k not in new_cells.index], COMPARE_KEYS]
     if not common:
-        return ComparisonResult(
-            pd.DataFrame(), added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha
-        )
+        added, removed = added.reset_index(drop=True), removed.reset_index(drop=True)
+        return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
     base_processes, new_processes = _processes(base.frame), _processes(new.frame)
-    lines = [
-        {
-            **dict(zip(COMPARE_KEYS, key, strict=True)),
-            **judge(
-                base_cells.loc[key],
-                new_cells.loc[key],
-                threshold,
-                alpha,
-                base_processes.get(key, []),
-                new_processes.get(key, []),
-                cells=len(common),
-            ),
-        }
-        for key in common
-    ]
-    _settle(lines, threshold, alpha)
-    order = {"broken": 0, "regression": 1, "failed in both": 2, "untested": 3, "improved": 4, "fixed": 5}
+
+    def judged(shift: float, floor: float) -> list[dict]:
+        return [
+            {
+                **dict(zip(COMPARE_KEYS, key, strict=True)),
+                **judge(
+                    base_cells.loc[key],
+                    new_cells.loc[key],
+                    threshold,
+                    alpha,
+                    base_processes.get(key, []),
+                    new_processes.get(key, []),
+                    cells=len(common),
+                    shift=shift,
+                    floor=floor,
+                ),
+            }
+            for key in common
+        ]
+
+    shift = run_shift(judged(0.0, 0.0))
+    floor = drift if math.isnan(shift) else 0.0
+    lines = judged(0.0 if math.isnan(shift) else shift, floor)
+    _settle(lines, threshold, alpha, floor)
+    _mark_whole_run(lines, shift, threshold, drift)
+    order = {
+        "broken": 0,
+        "regression": 1,
+        "regression (whole run)": 1,
+        "failed in both": 2,
+        "untested": 3,
+        "improved": 4,
+        "improved (whole run)": 4,
+        "fixed": 5,
+    }
     cells = pd.DataFrame(lines)
     rank = cells["verdict"].map(lambda v: order.get(v, 7 if v.startswith("inconclusive") else 9))
     cells = cells.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
     return ComparisonResult(
-        cells, added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha
+        cells, added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha, drift, shift
     )

@@ -126,11 +126,15 @@ def repeats_needed(spread: float, change: float, alpha: float) -> int | None:
     return MAX_REPEATS
 
 
-def process_test(base: Sequence[Sequence[float]], new: Sequence[Sequence[float]], alpha: float) -> ProcessTest:
+def process_test(
+    base: Sequence[Sequence[float]], new: Sequence[Sequence[float]], alpha: float, expected_log_change: float = 0.0
+) -> ProcessTest:
     """Student's t-test on log per-process medians and the MDC; see the module docstring.
 
-    Needs three processes in all (one degree of freedom); with fewer, everything is NaN: one
-    process per side says nothing about how much a rerun moves.
+    The null hypothesis is that the log throughput changed by ``expected_log_change`` (0: not at
+    all; ``reports.compare`` passes the shift of the whole run). Needs three processes in all (one
+    degree of freedom); with fewer, everything is NaN: one process per side says nothing about how
+    much a rerun moves.
     """
     medians_b, medians_n = process_medians(base), process_medians(new)
     n_b, n_n = medians_b.size, medians_n.size
@@ -138,10 +142,10 @@ def process_test(base: Sequence[Sequence[float]], new: Sequence[Sequence[float]]
         return ProcessTest(math.nan, math.nan, math.nan, n_b, n_n)
     sd = _pooled_sd(medians_b, medians_n)
     mdc = math.expm1(_mdc_log(sd, n_b, n_n, alpha))
+    # Step times: a throughput change of c moves the log times by -c.
+    difference = np.log(medians_n).mean() - np.log(medians_b).mean() + expected_log_change
     if sd == 0:
-        same = np.log(medians_b).mean() == np.log(medians_n).mean()
-        return ProcessTest(1.0 if same else 0.0, 0.0, 0.0, n_b, n_n)
-    difference = np.log(medians_n).mean() - np.log(medians_b).mean()
+        return ProcessTest(1.0 if difference == 0 else 0.0, 0.0, 0.0, n_b, n_n)
     t = difference / (sd * math.sqrt(1 / n_b + 1 / n_n))
     p = float(2 * stats.t.sf(abs(t), n_b + n_n - 2))
     return ProcessTest(p, mdc, sd, n_b, n_n)

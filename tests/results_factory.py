@@ -9,6 +9,7 @@ drawn with a seeded RNG, so they have exactly the layout ``bench.py run`` writes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,10 @@ def sweep(
     host: dict | None = None,
     repeats: int = 1,
     process_spread: float = 0.0,
+    slowed: Callable[[CellConfig], bool] = lambda cell: True,
 ) -> list[dict]:
-    """Rows of a whole sweep; each step time is multiplied by ``slowdown`` (1.25: 20% fewer images/s).
+    """Rows of a whole sweep; each step time of the cells ``slowed`` picks (all by default) is
+    multiplied by ``slowdown`` (1.25: 20% fewer images/s).
 
     Each repeat is a process whose median is shifted by a log-normal factor of ``process_spread``,
     as thread placement and memory layout shift a whole worker process on a real machine.
@@ -156,7 +159,8 @@ def sweep(
                         )
                         shift = float(np.exp(rng.normal(0.0, process_spread))) if process_spread else 1.0
                         times = step_times(rng, shift * batch / rate(config), steps, spread)
-                        rows.append(ok_row(config, [t * slowdown for t in times], host, run_id=f"run-{seed}"))
+                        factor = slowdown if slowed(config) else 1.0
+                        rows.append(ok_row(config, [t * factor for t in times], host, run_id=f"run-{seed}"))
     return rows
 
 

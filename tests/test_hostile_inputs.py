@@ -111,6 +111,8 @@ CASES = {
     "steps not a number": ([*RUN, "--steps", "many", "--results", OK], "Invalid value for '--steps'"),
     "unknown option": ([*RUN, "--turbo", "--results", OK], "No such option: --turbo"),
     "missing compare argument": (["compare", OK], "Missing argument"),
+    "compare drift beyond 1": (["compare", OK, OK, "--drift", "150%"], "drift '150%' must be a fraction below 1"),
+    "compare drift not a number": (["compare", OK, OK, "--drift", "lots"], "drift 'lots' is not a number"),
     "unknown command": (["benchmark"], "No such command"),
     # a long name must stay on one line when stderr is a pipe
     "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG}'"),

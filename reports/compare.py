@@ -52,8 +52,9 @@ from reports.tables import ReportTable, summarize_cells, throughput_rows
 COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
 REGRESSED = ("regression", "regression (whole run)", "broken")
 MIN_CELLS_FOR_SHIFT = 4  # cells with a change on both sides before their median is taken as the run's shift
-# How far a whole run of one build moved between two invocations: up to 20% (median over 8 cells) in
-# A/A pairs of ``run --quick`` on a shared 2-core cloud VM (see the README); a margin above that.
+# How far a whole run of one build moves between two invocations: up to 24% (median over 8 cells) in
+# four A/A pairs of ``run --quick`` run minutes apart on a shared 2-core cloud VM, 30% an hour apart
+# (README, "How far two runs of one build differ"). Users set their own machine's with --drift.
 DEFAULT_DRIFT = 0.25
 VERDICT_STYLE = {
     "regression": "red",

@@ -111,6 +111,10 @@ CASES = {
     "steps not a number": ([*RUN, "--steps", "many", "--results", OK], "Invalid value for '--steps'"),
     "unknown option": ([*RUN, "--turbo", "--results", OK], "No such option: --turbo"),
     "missing compare argument": (["compare", OK], "Missing argument"),
+    "parity of one framework": (
+        ["train", "--check-parity", "-f", "torch", "--dataset", "digits"],
+        "--check-parity trains torch and keras side by side",
+    ),
     "unknown command": (["benchmark"], "No such command"),
     # a long name must stay on one line when stderr is a pipe
     "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG}'"),

@@ -290,6 +290,14 @@ def run(
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="PyTorch channels_last memory format.")
     ] = False,
+    xeon_launch: Annotated[
+        bool,
+        typer.Option(
+            "--xeon-launch",
+            help="PyTorch on CPUs: start each worker through torch.backends.xeon.run_cpu (cores pinned, one OpenMP "
+            "thread per physical core, tcmalloc or jemalloc preloaded when installed where it looks).",
+        ),
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(help="i/n: run only the i-th of n equal shares of the cells, so n machines cover the sweep."),
@@ -361,6 +369,7 @@ def run(
         math_mode=math_mode,
         compiled=compile_model,
         channels_last=channels_last,
+        xeon_launch=xeon_launch,
         best=best,
         native_bf16=host.native_bf16,
         nodes=setup.nodes,
@@ -528,15 +537,21 @@ def train(
         jobs = training_jobs(plan, template)
         check_data(dataset, data_dir, download)
         if check_parity:
-            from benchmarks.accuracy.parity import run_check
+            from benchmarks.accuracy.parity import TooFewSteps, run_check
 
             impls: dict[str, dict[str, str]] = {}
             for job in jobs:
                 impls.setdefault(job.variant, {})[job.framework] = job.split_impl
+            if any(set(sides) != {"torch", "keras"} for sides in impls.values()):
+                raise fail("--check-parity trains torch and keras side by side: give both with -f, or neither")
             fields = dict(dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
             fields |= dict(warmup_epochs=warmup_epochs, init=init, seed=seed, max_train_images=max_train_images)
             fields |= dict(data_dir=template.data_dir, download=download)
-            raise typer.Exit(run_check(list(impls), impls, parity_steps, console, timeout_s=timeout, **fields))
+            try:
+                code = run_check(list(impls), impls, parity_steps, console, timeout_s=timeout, **fields)
+            except TooFewSteps as error:
+                raise fail(str(error)) from None
+            raise typer.Exit(code)
         sweep = open_sweep(jobs, results)
     except (TrainingPlanError, DatasetError, ResultsFileError) as error:
         raise fail(str(error)) from None

@@ -13,14 +13,13 @@ measuring worker never imports torch: its peak memory is part of the results.
 from __future__ import annotations
 
 import json
+import os
 import socket
-import subprocess
 import sys
 import time
 from datetime import timedelta
 
 from benchmarks.cell import CellConfig
-from benchmarks.lifeline import die_with_parent
 from benchmarks.multinode import MultiNodeError, check_same_cell, parse_endpoint
 
 TIMED_OUT = 3  # exit code of the exchange when a node did not join in time
@@ -88,20 +87,16 @@ def _serve_until_read(store, counter: str, read: int, config: CellConfig) -> Non
 
 def cluster_addresses(config: CellConfig) -> list[str]:
     """Run the exchange in its own process (see the module's docstring); raise what it reports."""
-    import os
+    from benchmarks.runner import run_bounded
 
-    parent = os.getpid()
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.address_exchange", config.to_json()],
-        capture_output=True,
-        text=True,
-        timeout=config.join_timeout_s + STARTUP_GRACE_S,
-        preexec_fn=lambda: die_with_parent(parent),
-    )
-    if done.returncode == 0:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-    if done.returncode == TIMED_OUT:
+    command = [sys.executable, "-m", "benchmarks.address_exchange", config.to_json()]
+    ended = run_bounded(command, dict(os.environ), config.join_timeout_s + STARTUP_GRACE_S)
+    if ended.returncode is None:
+        raise JoinTimeout(f"the address exchange for {config.rendezvous} did not end; killed")
+    if ended.returncode == 0:
+        return json.loads(ended.stdout.strip().splitlines()[-1])
+    last = (ended.stderr.strip().splitlines() or [f"exit code {ended.returncode}"])[-1]
+    if ended.returncode == TIMED_OUT:
         raise JoinTimeout(last)
     raise MultiNodeError(last)
 

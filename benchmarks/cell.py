@@ -14,7 +14,8 @@ from benchmarks.results import job_key, known_fields
 from implementations.variants import get_variant
 
 MODES = ("train", "infer")
-KEY_OPTIONAL = ("time_budget_s", "target_precision")  # fields added later, left out of ``key()`` when unset
+# Fields added later, left out of ``key()`` when unset: keys of older rows still match.
+KEY_OPTIONAL = ("time_budget_s", "target_precision", "xeon_launch")
 # How fp32 arithmetic is done on a GPU. Strict fp32 is torch's matmul default; TensorFlow, JAX and torch's cuDNN
 # convolutions use TF32 by default on Ampere and newer GPUs, which keeps 10 mantissa bits. A cell states its mode and
 # every framework's adapter sets it the same way (see each ``*_cell.set_math_mode``); "bf16" goes with bf16 precision.
@@ -41,13 +42,18 @@ def _implied_math_mode(precision: str) -> str:
 
 
 def fast_path_label(
-    precision: str = "fp32", compiled: bool = False, channels_last: bool = False, math_mode: str = ""
+    precision: str = "fp32",
+    compiled: bool = False,
+    channels_last: bool = False,
+    math_mode: str = "",
+    xeon_launch: bool = False,
 ) -> str:
     """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none; 'tf32' under TF32)."""
     parts = [precision] if precision != "fp32" else []
     parts += ["TF32"] if math_mode == "tf32" else []
     parts += ["compiled"] if compiled else []
     parts += ["channels_last"] if channels_last else []
+    parts += ["xeon-launch"] if xeon_launch else []
     return "+".join(parts) or "fp32"
 
 
@@ -70,6 +76,7 @@ class CellConfig:
     precision: str = "fp32"  # or "bf16": PyTorch autocast, Keras mixed_bfloat16
     compiled: bool = False  # PyTorch torch.compile, Keras XLA (jit_compile)
     channels_last: bool = False  # PyTorch memory format (Keras is channels-last already)
+    xeon_launch: bool = False  # PyTorch's CPU launcher: core affinity, OpenMP threads, tcmalloc/jemalloc if found
     # Timing by budget (benchmarks.measure.timing.time_by_budget): 0 = exactly ``steps`` steps; else ``steps`` is
     # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
     time_budget_s: float = 0.0
@@ -153,7 +160,7 @@ class CellConfig:
         return f"{self.framework} {self.variant}{impl}{fast} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
 
     def fast_paths(self) -> str:
-        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math)
+        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math, self.xeon_launch)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -2,10 +2,11 @@
 
 Each candidate changes one thing, so its ratio to the baseline says what that one thing is
 worth on this device: the other split formulation, then each fast path the framework's adapter
-offers (``channels_last``, ``compiled``, ``bf16``). cudnn.benchmark is on for every PyTorch GPU
-cell. On a CPU without native bf16 (no AVX512-BF16/AMX) the frameworks emulate bf16 at a small
-fraction of fp32 speed: one such cell can take longer than the whole sweep, so bf16 is only
-tried on GPUs and where the host says it is native.
+offers (``channels_last``, ``compiled``, ``bf16``, and on CPUs PyTorch's ``xeon_launch``).
+cudnn.benchmark is on for every PyTorch GPU cell. On a CPU without native bf16 (no
+AVX512-BF16/AMX) the frameworks emulate bf16 at a small fraction of fp32 speed: one such cell
+can take longer than the whole sweep, so bf16 is only tried on GPUs and where the host says it
+is native.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _VARIATIONS = {
     "channels_last": {"channels_last": True},
     "compiled": {"compiled": True},
     "bf16": {"precision": "bf16", "math_mode": "bf16"},
+    "xeon_launch": {"xeon_launch": True},
 }
 
 

@@ -8,15 +8,11 @@ with its whole process group past it) and its exit code is handed back for the c
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from benchmarks.cell import CellConfig
-from benchmarks.lifeline import die_with_parent
-from benchmarks.measure.environment import ROOT
-from benchmarks.runner import _kill_group, worker_command, worker_environment
+from benchmarks.runner import run_bounded, worker_command, worker_environment
 
 
 @dataclass(frozen=True)
@@ -30,29 +26,13 @@ class Part:
 
 def take_part(cell: CellConfig, timeout_s: float) -> Part:
     """Run this node's processes of ``cell`` to the end; never longer than ``timeout_s``."""
-    parent = os.getpid()
-    process = subprocess.Popen(
-        worker_command(cell),
-        cwd=ROOT,
-        env=worker_environment(cell),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: die_with_parent(parent),
-    )
-    try:
-        _, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
+    ended = run_bounded(worker_command(cell), worker_environment(cell), timeout_s, keep_stdout=False)
+    if ended.returncode is None:
         return Part(cell, "timeout", f"still running after {timeout_s:g} s; killed")
-    except BaseException:
-        _kill_group(process)
-        raise
-    if process.returncode == 0:
+    if ended.returncode == 0:
         return Part(cell, "ok", "took part")
-    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-2:])
-    return Part(cell, "failed", f"exit code {process.returncode}: {tail[:300] or 'no output'}")
+    tail = " | ".join(line.strip() for line in ended.stderr.strip().splitlines()[-2:])
+    return Part(cell, "failed", f"exit code {ended.returncode}: {tail[:300] or 'no output'}")
 
 
 def take_part_in_all(

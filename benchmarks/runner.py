@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -94,6 +95,41 @@ def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
     return "crashed", f"worker exited with code {returncode} without a result: {tail or 'no output'}"
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How a bounded process ended: its exit code (None: killed at the time limit) and its output."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+def run_bounded(command: list[str], env: dict[str, str], timeout_s: float, keep_stdout: bool = True) -> Ended:
+    """Run ``command`` from the project's root in its own process group, tied to this process
+    (``benchmarks.lifeline``), for at most ``timeout_s``; past it, or on Ctrl-C, the whole group is
+    killed (a launcher and the processes it started), never left behind."""
+    parent = os.getpid()
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a timeout or Ctrl-C kills torchrun's children too
+        preexec_fn=lambda: die_with_parent(parent),
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        return Ended(None, "", "")
+    except BaseException:
+        _kill_group(process)
+        raise
+    return Ended(process.returncode, stdout or "", stderr or "")
+
+
 def run_process(
     command: list[str],
     env: dict[str, str],
@@ -104,29 +140,13 @@ def run_process(
 
     ``explain`` may name the failure from the launcher's last words (a node that never joined).
     """
-    parent = os.getpid()
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: a timeout or Ctrl-C kills torchrun's children too
-        preexec_fn=lambda: die_with_parent(parent),
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
+    ended = run_bounded(command, env, timeout_s)
+    if ended.returncode is None:
         return {"status": "timeout", "error": f"no result within {timeout_s:g} s; worker killed"}
-    except BaseException:
-        _kill_group(process)
-        raise
-    results = [line[len(RESULT_PREFIX) :] for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    results = [line[len(RESULT_PREFIX) :] for line in ended.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if results:
         return json.loads(results[-1])
-    status, error = explain(stderr) or _failure_from_exit(process.returncode, stderr)
+    status, error = explain(ended.stderr) or _failure_from_exit(ended.returncode, ended.stderr)
     return {"status": status, "error": error}
 
 

@@ -17,6 +17,7 @@ import traceback
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
 from benchmarks.lifeline import die_with_current_parent
+from benchmarks.measure.environment import cpu_run_settings
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from benchmarks.multinode import is_reporter, peer_lost, topology
@@ -98,7 +99,8 @@ def _measure_prepared(
         **energy,
         "math_mode": config.math,
         "memory": memory,
-        "environment": cell.environment,
+        # The worker's own thread variables, allocator and affinity: launchers (torchrun, run_cpu) set some.
+        "environment": {**cell.environment, "cpu_run_settings": cpu_run_settings()},
     }
     if config.nodes > 1:
         figures["distributed"] = topology(config, os.environ)

@@ -162,7 +162,11 @@ def _cell_columns(cell: dict) -> dict:
         "layout": layout,
         "split_impl": cell.get("split_impl", "grouped"),
         "fast_path": fast_path_label(
-            precision, cell.get("compiled", False), cell.get("channels_last", False), math_mode
+            precision,
+            cell.get("compiled", False),
+            cell.get("channels_last", False),
+            math_mode,
+            cell.get("xeon_launch", False),
         ),
         "precision": precision,
         "math_mode": math_mode,

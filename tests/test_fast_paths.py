@@ -4,9 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks import runner
+from benchmarks import frameworks, runner
 from benchmarks.cell import CellConfig
 from benchmarks.fast_paths import candidates
+from benchmarks.frameworks import pytorch as pytorch_adapter
 from benchmarks.host import native_bf16
 from benchmarks.matrix import SweepError, SweepOptions, plan
 from implementations.variants import get_variant
@@ -18,7 +19,18 @@ def describe(cell: CellConfig) -> str:
     return "+".join(filter(None, [impl, cell.fast_paths()]))
 
 
-def test_torch_split_candidates_change_one_thing_each():
+@pytest.fixture
+def xeon_launcher(monkeypatch):
+    """Whether torch's CPU launcher is installed, as the test says (it is a property of the host)."""
+
+    def set_available(available: bool) -> None:
+        monkeypatch.setattr(pytorch_adapter, "xeon_launcher_available", lambda: available)
+
+    return set_available
+
+
+def test_torch_split_candidates_change_one_thing_each(xeon_launcher):
+    xeon_launcher(True)
     base = CellConfig("torch", "cifar100-split", "train", 8, "grouped")
     found = candidates(base, native_bf16=True)
     assert [describe(c) for c in found] == [
@@ -27,8 +39,63 @@ def test_torch_split_candidates_change_one_thing_each():
         "grouped+channels_last",
         "grouped+compiled",
         "grouped+bf16",
+        "grouped+xeon-launch",
     ]
     assert found[0] == base
+
+
+def test_the_xeon_launch_is_tried_for_one_pytorch_cpu_process_where_torch_has_it(xeon_launcher):
+    xeon_launcher(True)
+    launched = [c for c in candidates(CellConfig("torch", "cifar100-single", "infer", 8), False) if c.xeon_launch]
+    assert len(launched) == 1 and "[xeon-launch]" in launched[0].label()
+    for elsewhere in (
+        CellConfig("torch", "cifar100-single", "infer", 8, gpus=1),
+        CellConfig("torch", "cifar100-single", "train", 8, simulate_devices=2),
+        CellConfig("torch", "cifar100-single", "train", 8, nodes=2),
+        CellConfig("keras", "cifar100-single", "infer", 8),
+    ):
+        assert not any(c.xeon_launch for c in candidates(elsewhere, True)), elsewhere.label()
+    xeon_launcher(False)
+    assert not any(c.xeon_launch for c in candidates(CellConfig("torch", "cifar100-single", "infer", 8), False))
+
+
+def test_the_xeon_launch_option_is_refused_where_it_cannot_apply(xeon_launcher):
+    xeon_launcher(True)
+    with pytest.raises(SweepError, match="keras does not take --xeon-launch"):
+        plan(SweepOptions(xeon_launch=True, quick=True))
+    with pytest.raises(SweepError, match="does not go with --gpus"):
+        plan(SweepOptions(xeon_launch=True, frameworks=["torch"], gpus=1, quick=True))
+    xeon_launcher(False)
+    with pytest.raises(SweepError, match="which this machine lacks"):
+        plan(SweepOptions(xeon_launch=True, frameworks=["torch"], quick=True))
+
+
+def test_the_xeon_launch_changes_the_key_only_when_taken():
+    plain = CellConfig("torch", "cifar100-single", "infer", 8)
+    # Keys of rows written before the option existed: --resume and compare still match them.
+    assert plain.key() == "56326b8416fbb30d"
+    assert replace(plain, xeon_launch=True).key() != plain.key()
+
+
+def test_a_worker_lost_under_the_xeon_launcher_is_named():
+    cell = CellConfig("torch", "cifar100-single", "infer", 8, xeon_launch=True)
+    torch_adapter = frameworks.get("torch")
+    log = "E1128 api.py:1002] failed (exitcode: -9) local_rank: 0 (pid: 12695) of binary: taskset"
+    assert torch_adapter.explain_exit(cell, log) == (
+        "killed",
+        "worker killed by SIGKILL under torch.backends.xeon.run_cpu",
+    )
+    assert torch_adapter.explain_exit(cell, log.replace("-9", "3"))[0] == "crashed"
+    assert torch_adapter.explain_exit(replace(cell, xeon_launch=False), log) is None
+
+
+@pytest.mark.skipif(not pytorch_adapter.xeon_launcher_available(), reason="this torch has no CPU launcher")
+def test_a_cell_runs_under_the_xeon_launcher_and_records_what_it_set():
+    cell = CellConfig("torch", "cifar100-single", "infer", 2, steps=1, warmup=1, xeon_launch=True)
+    result = runner.run_worker(cell, timeout_s=300)
+    assert result["status"] == "ok", result.get("traceback") or result.get("error")
+    settings = result["metrics"]["environment"]["cpu_run_settings"]
+    assert settings["thread_variables"]["OMP_NUM_THREADS"] == str(len(settings["affinity"]))
 
 
 def test_keras_has_no_channels_last_and_model_parallel_keeps_its_towers():

@@ -113,6 +113,10 @@ CASES = {
     "missing compare argument": (["compare", OK], "Missing argument"),
     "compare drift beyond 1": (["compare", OK, OK, "--drift", "150%"], "drift '150%' must be a fraction below 1"),
     "compare drift not a number": (["compare", OK, OK, "--drift", "lots"], "drift 'lots' is not a number"),
+    "parity of one framework": (
+        ["train", "--check-parity", "-f", "torch", "--dataset", "digits"],
+        "--check-parity trains torch and keras side by side",
+    ),
     "unknown command": (["benchmark"], "No such command"),
     # a long name must stay on one line when stderr is a pipe
     "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG}'"),

@@ -167,3 +167,16 @@ def test_loss_gap_line_says_which_rule_ran_and_whether_masks_were_shared():
     assert len(same) == 1 and same[0].endswith("(update rule paper in both; dropout masks differ between frameworks)")
     mixed = loss_gaps([row("torch", GRADIENT_UNITS, shared), row("keras", PAPER, shared)])
     assert mixed[0].endswith("(update rules differ: gradient-units vs paper; dropout masks shared)")
+
+
+def test_more_parity_steps_than_the_run_has_is_the_users_mistake():
+    """One line and exit code 2, as for any bad option; the run's step count is named."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "bench.py", "train", "--check-parity", "--parity-steps", "100000"]
+    command += ["-v", "cifar100-single", "--dataset", "digits", "--epochs", "1"]
+    done = subprocess.run(command, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--parity-steps 100000 is more than the run has" in done.stderr and "Traceback" not in done.stderr

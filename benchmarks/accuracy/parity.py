@@ -93,7 +93,7 @@ def run_steps(config: TrainConfig, steps: int, perturb_init: float = 0.0) -> tup
             rate = step_rate
         losses.append(take_step(config, data, trainer, arch, index, batch))
     if len(losses) < steps:
-        raise ValueError(f"the run has only {len(losses)} steps; asked for {steps} (more epochs or images)")
+        raise ValueError(f"{TOO_FEW_STEPS} {len(losses)} steps; asked for {steps} (more epochs or images)")
     return losses, {"weights": trainer.export_weights(), "environment": trainer.environment()}
 
 
@@ -184,6 +184,13 @@ class ParityError(RuntimeError):
     """A framework's worker did not finish its steps."""
 
 
+class TooFewSteps(ParityError):
+    """More parity steps were asked for than the run has: the user's options, not a framework, are wrong."""
+
+
+TOO_FEW_STEPS = "the run has only"  # how the worker words it (run_steps)
+
+
 @dataclass(frozen=True)
 class Side:
     """One framework's part of a parity run, as its worker returned it."""
@@ -202,7 +209,10 @@ def run_side(config: TrainConfig, steps: int, timeout_s: float = 1800.0, perturb
         out = Path(directory) / "weights.npz"
         result = run_process(_worker_command(config, steps, out, perturb_init), worker_environment(), timeout_s)
         if result["status"] != "ok":
-            raise ParityError(f"{config.framework} {config.variant}: {result['status']}: {result.get('error')}")
+            error = str(result.get("error"))
+            if TOO_FEW_STEPS in error:
+                raise TooFewSteps(f"--parity-steps {steps} is more than the run has: {error.split(': ', 1)[-1]}")
+            raise ParityError(f"{config.framework} {config.variant}: {result['status']}: {error}")
         metrics = result["metrics"]
         return Side(metrics["step_losses"], _load_weights(out), metrics["update_rule"], metrics["dropout"])
 
@@ -306,6 +316,8 @@ def run_check(variants: list[str], split_impls: dict[str, dict[str, str]], steps
         console.print(f"training parity: {variant}, {steps} steps per framework ...", highlight=False)
         try:
             report = check_parity(variant, split_impls[variant], steps, **fields)
+        except TooFewSteps:
+            raise  # the options are wrong: no variant can do better
         except ParityError as error:
             console.print(f"[red]FAIL[/] {error}", highlight=False)
             failed = True

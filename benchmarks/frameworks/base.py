@@ -17,8 +17,13 @@ if TYPE_CHECKING:
     from implementations.weight_mapping import LayerWeights
 
 # The fast paths ``--best`` may try; an adapter lists those it implements.
-FAST_PATHS = ("channels_last", "compiled", "bf16")
-OPTIONS = {"channels_last": "--channels-last", "compiled": "--compile", "bf16": "--precision bf16"}
+FAST_PATHS = ("channels_last", "compiled", "bf16", "xeon_launch")
+OPTIONS = {
+    "channels_last": "--channels-last",
+    "compiled": "--compile",
+    "bf16": "--precision bf16",
+    "xeon_launch": "--xeon-launch",
+}
 # Ways a cell can use several devices: the split model-parallel, the single tower data-parallel.
 MULTI_DEVICE_MODES = ("model", "data")
 

@@ -1,4 +1,5 @@
-"""Native PyTorch: eager by default; torch.compile, channels_last and bf16 autocast as fast paths.
+"""Native PyTorch: eager by default; torch.compile, channels_last, bf16 autocast and, on CPUs, PyTorch's
+own CPU launcher as fast paths.
 
 Two or more devices: split variants run model-parallel (one tower per device), single variants
 data-parallel under DistributedDataParallel, launched by torchrun (gloo on CPU, NCCL on GPU).
@@ -6,7 +7,13 @@ data-parallel under DistributedDataParallel, launched by torchrun (gloo on CPU, 
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.frameworks.base import Framework
@@ -31,6 +38,21 @@ def torchrun_rendezvous(config: CellConfig) -> list[str]:
             "--max-restarts", "0"]  # fmt: skip
 
 
+XEON_LAUNCHER = "torch.backends.xeon.run_cpu"
+
+
+def xeon_launcher_available() -> bool:
+    """Whether this torch ships its CPU launcher (Linux; torch 2.0 and later), found without importing torch,
+    and the launcher can pin cores here (it needs numactl or taskset)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations or not sys.platform.startswith("linux"):
+        return False
+    if not (shutil.which("numactl") or shutil.which("taskset")):
+        return False
+    places = spec.submodule_search_locations
+    return any((Path(where) / "backends" / "xeon" / "run_cpu.py").is_file() for where in places)
+
+
 class PyTorch(Framework):
     name = "torch"
     label = "PyTorch"
@@ -41,12 +63,31 @@ class PyTorch(Framework):
     packages = ("torch",)
     install_hint = "pip install torch"
     compared_by_default = True
-    fast_paths = ("channels_last", "compiled", "bf16")
+    # xeon_launch: the launch settings PyTorch documents for CPUs (torch.backends.xeon.run_cpu): the worker pinned to
+    # the physical cores, OMP_NUM_THREADS set to their number, tcmalloc or jemalloc preloaded where it finds one
+    # (and Intel OpenMP with its affinity settings); each row's cpu_run_settings records what took effect.
+    fast_paths = ("channels_last", "compiled", "bf16", "xeon_launch")
     multi_device = ("model", "data")
     multi_node = True
     trains = True
 
+    def unsupported(self, config: CellConfig) -> str | None:
+        if config.xeon_launch and (config.gpus or config.parallel != "none"):
+            return "--xeon-launch starts one CPU process; it does not go with --gpus, --simulate-devices or --nodes"
+        if config.xeon_launch and not xeon_launcher_available():
+            needs = f"{XEON_LAUNCHER} (Linux, torch 2.0 or later) and taskset or numactl"
+            return f"--xeon-launch needs {needs}, which this machine lacks"
+        return super().unsupported(config)
+
+    def fast_path_applies(self, path: str, config: CellConfig) -> bool:
+        if path == "xeon_launch":
+            return config.gpus == 0 and config.parallel == "none" and xeon_launcher_available()
+        return super().fast_path_applies(path, config)
+
     def launcher(self, config: CellConfig) -> list[str]:
+        if config.xeon_launch:
+            # run_cpu takes only a .py path as a Python program; as a plain program it runs this interpreter.
+            return ["-m", XEON_LAUNCHER, "--no-python", sys.executable, "-u", "-m", "benchmarks.worker"]
         if config.nodes > 1:
             return [*torchrun_rendezvous(config), "-m", "benchmarks.worker"]
         if config.parallel == "data":
@@ -61,6 +102,12 @@ class PyTorch(Framework):
         return {}
 
     def explain_exit(self, config: CellConfig, stderr: str) -> tuple[str, str] | None:
+        # run_cpu exits 0 whatever its worker did, and says how the worker ended in its log.
+        if config.xeon_launch and (ended := re.search(r"failed \(exitcode: (-?\d+)\)", stderr)):
+            code = int(ended.group(1))
+            if code < 0:
+                return "killed", f"worker killed by {signal.Signals(-code).name} under {XEON_LAUNCHER}"
+            return "crashed", f"worker exited with code {code} under {XEON_LAUNCHER} without a result"
         if config.nodes > 1 and "RendezvousTimeoutError" in stderr:
             return "timeout", (
                 f"not every node joined the rendezvous at {config.rendezvous} within {config.join_timeout_s:g} s "

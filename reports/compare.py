@@ -293,7 +293,11 @@ def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: 
     if line["change"] > bar and line["vs_run"] > threshold and significant:
         return "improved"
     if significant and abs(line["change"]) > threshold and abs(line["vs_run"]) > threshold:
-        return f"inconclusive: within the {floor:.0%} drift between invocations (compare {MIN_CELLS_FOR_SHIFT}+ cells)"
+        if floor > 0:
+            more = f"compare {MIN_CELLS_FOR_SHIFT}+ cells"
+            return f"inconclusive: within the {floor:.0%} drift between invocations ({more})"
+        # e.g. slower than its base but faster than the whole run: each reading says the opposite
+        return f"inconclusive: {line['change']:+.0%} against base, {line['vs_run']:+.0%} against the run"
     if line["detectable"] > threshold:
         needed = repeats_needed(line["spread"], threshold, alpha / max(cells, 1))
         if needed is None or needed >= MAX_REPEATS:

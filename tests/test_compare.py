@@ -153,6 +153,17 @@ def test_a_speedup_is_improved_not_a_regression(tmp_path: Path) -> None:
     assert list(result.cells["verdict"]).count("improved") == 1 and not result.has_regressions
 
 
+def test_a_cell_slower_than_its_base_but_faster_than_its_run_is_not_a_regression() -> None:
+    """The whole run lost 30%, this cell only 10%: against the run it gained, so neither verdict is claimed."""
+    base = {"images_per_s": 100.0, "batch_size": 32, "samples": [0.32], "status": "ok"}
+    new = {"images_per_s": 90.0, "batch_size": 32, "samples": [0.355], "status": "ok"}
+    processes = [[0.320, 0.321], [0.319, 0.320], [0.321, 0.322]]
+    slower = [[t / 0.9 for t in p] for p in processes]
+    line = judge(base, new, 0.05, 0.05, processes, slower, cells=8, shift=-0.3)
+    assert line["change"] == pytest.approx(-0.1, abs=0.01) and line["vs_run"] == pytest.approx(0.286, abs=0.01)
+    assert line["p_value"] < 0.05 and line["verdict"] == "inconclusive: -10% against base, +29% against the run"
+
+
 def test_judge_of_a_large_but_noisy_change_is_not_a_regression() -> None:
     base = {"images_per_s": 100.0, "batch_size": 32, "samples": [1.0, 0.2, 0.5], "status": "ok"}
     new = {"images_per_s": 80.0, "batch_size": 32, "samples": [0.25, 1.1, 0.6], "status": "ok"}

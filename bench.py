@@ -551,6 +551,8 @@ def train(
                 code = run_check(list(impls), impls, parity_steps, console, timeout_s=timeout, **fields)
             except TooFewSteps as error:
                 raise fail(str(error)) from None
+            except KeyboardInterrupt:
+                raise fail("interrupted; the parity check writes nothing, so nothing is lost", code=130) from None
             raise typer.Exit(code)
         sweep = open_sweep(jobs, results)
     except (TrainingPlanError, DatasetError, ResultsFileError) as error:

@@ -180,3 +180,17 @@ def test_more_parity_steps_than_the_run_has_is_the_users_mistake():
     done = subprocess.run(command, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--parity-steps 100000 is more than the run has" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_during_the_parity_check_is_one_line_and_exit_130(monkeypatch, capsys):
+    import bench
+    from benchmarks.accuracy import parity
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parity, "run_check", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["train", "--check-parity", "--dataset", "digits", "-v", "cifar100-single"])
+    assert exit_.value.code == 130
+    assert "error: interrupted; the parity check writes nothing" in capsys.readouterr().err

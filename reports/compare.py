@@ -315,9 +315,9 @@ def _settle(lines: list[dict], threshold: float, alpha: float, floor: float) -> 
         lines[i]["verdict"] = _verdict(lines[i], p, threshold, alpha, len(lines), floor)
 
 
-def run_shift(lines: list[dict]) -> float:
+def run_shift(changes: Sequence[float]) -> float:
     """The whole run's change: the median change over the cells (on the log scale); NaN with too few cells."""
-    changes = [line["change"] for line in lines if not math.isnan(line["change"])]
+    changes = [change for change in changes if not math.isnan(change)]
     if len(changes) < MIN_CELLS_FOR_SHIFT:
         return math.nan
     return float(np.expm1(np.median(np.log1p(changes))))
@@ -393,28 +393,32 @@ def compare(
         return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
     base_processes, new_processes = _processes(base.frame), _processes(new.frame)
 
-    def judged(shift: float, floor: float) -> list[dict]:
-        return [
-            {
-                **dict(zip(COMPARE_KEYS, key, strict=True)),
-                **judge(
-                    base_cells.loc[key],
-                    new_cells.loc[key],
-                    threshold,
-                    alpha,
-                    base_processes.get(key, []),
-                    new_processes.get(key, []),
-                    cells=len(common),
-                    shift=shift,
-                    floor=floor,
-                ),
-            }
+    shift = run_shift(
+        [
+            _cell_rate(new_cells.loc[key], new_processes.get(key, []))
+            / _cell_rate(base_cells.loc[key], base_processes.get(key, []))
+            - 1
             for key in common
         ]
-
-    shift = run_shift(judged(0.0, 0.0))
+    )
     floor = drift if math.isnan(shift) else 0.0
-    lines = judged(0.0 if math.isnan(shift) else shift, floor)
+    lines = [
+        {
+            **dict(zip(COMPARE_KEYS, key, strict=True)),
+            **judge(
+                base_cells.loc[key],
+                new_cells.loc[key],
+                threshold,
+                alpha,
+                base_processes.get(key, []),
+                new_processes.get(key, []),
+                cells=len(common),
+                shift=0.0 if math.isnan(shift) else shift,
+                floor=floor,
+            ),
+        }
+        for key in common
+    ]
     _settle(lines, threshold, alpha, floor)
     _mark_whole_run(lines, shift, threshold, drift)
     order = {

@@ -165,6 +165,10 @@ class CellConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    def launch_cell(self) -> CellConfig:
+        """A cell is launched by its own settings (see ``benchmarks.runner.WorkerJob``)."""
+        return self
+
     @classmethod
     def from_dict(cls, data: dict) -> CellConfig:
         return cls(**known_fields(cls, data, "cell"))

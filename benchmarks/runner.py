@@ -40,9 +40,14 @@ class WorkerJob(Job, Protocol):
 
     def to_json(self) -> str: ...
 
+    def launch_cell(self) -> CellConfig:
+        """The cell whose launch settings start this job's worker (a cell is its own; a training run is a
+        plain one-device cell): the framework's launch hooks always see every field they read."""
+        ...
+
 
 def worker_command(job: WorkerJob, memory_limit_bytes: int | None = None, *extra: str) -> list[str]:
-    launcher = frameworks.get(job.framework).launcher(job)
+    launcher = frameworks.get(job.framework).launcher(job.launch_cell())
     command = [sys.executable, *launcher, job.worker_flag, job.to_json(), *extra]
     if memory_limit_bytes:
         command += ["--memory-limit-bytes", str(memory_limit_bytes)]
@@ -82,7 +87,7 @@ def worker_environment(job: WorkerJob | None = None, gpu_uuids: Sequence[str] = 
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible  # before any framework loads: the worker imports none yet
     if job is not None:
-        env.update(frameworks.get(job.framework).worker_environment(job))
+        env.update(frameworks.get(job.framework).worker_environment(job.launch_cell()))
     return env
 
 
@@ -167,7 +172,7 @@ def run_worker(
         worker_command(job, memory_limit_bytes),
         env or worker_environment(job),
         timeout_s,
-        lambda err: explain(job, err),
+        lambda err: explain(job.launch_cell(), err),
     )
 
 

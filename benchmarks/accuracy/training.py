@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from benchmarks.results import job_key, known_fields
 from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY, check_rule, describe
 from implementations.spec import Architecture, Dropout, infer
+
+if TYPE_CHECKING:
+    from benchmarks.cell import CellConfig
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,18 @@ class TrainConfig:
     download: bool = False
 
     worker_flag: ClassVar[str] = "--train"  # how the worker is told it runs a training job
-    parallel: ClassVar[str] = "none"  # training runs on one device
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     def key(self) -> str:
         return job_key(asdict(self))
+
+    def launch_cell(self) -> CellConfig:
+        """Training starts its worker as a plain one-device cell does: no launcher of a fast path, one node."""
+        from benchmarks.cell import CellConfig
+
+        return CellConfig(self.framework, self.variant, "train", self.batch_size, split_impl=self.split_impl)
 
     def row_fields(self, framework_environment: dict | None = None) -> dict:
         """What a result row records of this run besides its figures (mode ``accuracy``)."""

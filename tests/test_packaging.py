@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,16 @@ def tracked_files() -> list[str]:
     ]
 
 
+def installed_distributions() -> list[tuple[str, str, str]]:
+    """(name, version, location) of every distribution this interpreter sees, as a fresh process reads them."""
+    code = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps(sorted((d.metadata['Name'], d.version, str(d.locate_file(''))) for d in m.distributions())))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [tuple(entry) for entry in json.loads(done.stdout)]
+
+
 def test_pip_install_gives_a_console_script_that_works_from_any_directory(tmp_path):
     source, prefix, elsewhere = tmp_path / "source", tmp_path / "prefix", tmp_path / "elsewhere"
     for name in tracked_files():
@@ -35,9 +46,14 @@ def test_pip_install_gives_a_console_script_that_works_from_any_directory(tmp_pa
         shutil.copy2(ROOT / name, source / name)
     elsewhere.mkdir()
     # No dependencies and no build isolation: torch, TensorFlow and setuptools are already installed here.
+    # --ignore-installed: without it pip first uninstalls this environment's own alexnet-bench (the README's
+    # editable install) before writing into the prefix. No cache: nothing is written outside tmp_path.
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    install += ["--ignore-installed", "--no-cache-dir", "--disable-pip-version-check"]
+    before = installed_distributions()
     done = subprocess.run([*install, "--prefix", str(prefix), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert installed_distributions() == before, "installing into a prefix changed the running environment"
     purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
     script = Path(sysconfig.get_path("scripts", vars={"base": str(prefix), "platbase": str(prefix)})) / "alexnet-bench"
     assert script.is_file()

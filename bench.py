@@ -44,6 +44,18 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
+def default_frameworks(given: list[str] | None, candidates: list[str]) -> list[str]:
+    """The frameworks the user named; else those of ``candidates`` this installation has, one line for each left out."""
+    if given:
+        return given
+    found, left_out = frameworks.installed(candidates)
+    for line in left_out:
+        err_console.print(f"note: {escape(line)}", highlight=False)
+    if not found:
+        raise fail(f"none of {', '.join(candidates)} is installed; see the lines above")
+    return found
+
+
 def positive_seconds(value: float | None) -> float | None:
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise typer.BadParameter(f"must be a positive number of seconds, got {value:g}")
@@ -351,7 +363,10 @@ def run(
         seen = f"found {len(host.gpus)}" + (f" ({', '.join(host.gpus)})" if host.gpus else f": {host.gpu_probe}")
         raise fail(f"asked for {gpus} GPUs but {seen}")
     options = SweepOptions(
-        frameworks=framework or [],
+        frameworks=default_frameworks(
+            framework,
+            [name for name in frameworks.default_names() if setup.nodes == 1 or frameworks.get(name).multi_node],
+        ),
         variants=variant or [],
         modes=mode or [],
         batch_sizes=batch_size or [],
@@ -532,7 +547,9 @@ def train(
         data_dir=str(data_dir) if data_dir else None,
         download=download,
     )
-    plan = TrainingPlan(tuple(framework or ()), tuple(variant or ()), split_impl, repeats=2 if check_repro else 1)
+    trainable = [name for name in frameworks.default_names() if frameworks.get(name).trains]
+    framework = default_frameworks(framework, trainable)
+    plan = TrainingPlan(tuple(framework), tuple(variant or ()), split_impl, repeats=2 if check_repro else 1)
     try:
         jobs = training_jobs(plan, template)
         check_data(dataset, data_dir, download)
@@ -596,7 +613,7 @@ def selfcheck(
     from benchmarks.runner import run_selfcheck
     from reports.console import render_selfcheck
 
-    names = framework or list(frameworks.default_names())
+    names = default_frameworks(framework, list(frameworks.default_names()))
     wrong = [name for name in names if name not in frameworks.names()]
     if wrong:
         raise fail(f"unknown framework {', '.join(map(repr, wrong))}; valid: {', '.join(frameworks.names())}")

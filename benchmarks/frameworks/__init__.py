@@ -43,6 +43,19 @@ def default_names() -> tuple[str, ...]:
     return tuple(name for name, framework in _REGISTRY.items() if framework.compared_by_default)
 
 
+def installed(names: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """``names`` this installation can run, and for each one left out a line saying why and how to install it.
+
+    The command line resolves its default frameworks through this once, so a torch-only machine plans torch alone
+    instead of failing every Keras cell; the resolved list is what every cell records.
+    """
+    found, left_out = [], []
+    for name in names:
+        reason = get(name).missing()
+        (left_out if reason else found).append(reason or name)
+    return found, [f"{line}; left out" for line in left_out]
+
+
 def get(name: str) -> Framework:
     try:
         return _REGISTRY[name]

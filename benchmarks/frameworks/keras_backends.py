@@ -47,5 +47,5 @@ class KerasOnTorch(KerasOnOtherBackend):
     # grouped: torch's native grouped convolution (towers ran at 0.94x in inference, 0.87x in training).
     default_split_impl = "grouped"
     packages = ("keras", "torch")
-    install_hint = "pip install torch"
+    install_hint = "pip install -e '.[keras,torch]'"
     keras_backend = "torch"

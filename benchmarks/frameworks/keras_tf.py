@@ -26,7 +26,7 @@ class KerasOnTensorFlow(Framework):
     # is slow there).
     default_split_impl = "towers"
     packages = ("keras", "tensorflow")
-    install_hint = "pip install keras tensorflow"
+    install_hint = "pip install -e '.[tensorflow]'"
     compared_by_default = True
     fast_paths = ("compiled", "bf16")
     multi_device = ("model", "data")

@@ -61,7 +61,7 @@ class PyTorch(Framework):
     # grouped: 35 vs towers 27 img/s training on a 2-core CPU (one grouped convolution per layer).
     default_split_impl = "grouped"
     packages = ("torch",)
-    install_hint = "pip install torch"
+    install_hint = "pip install -e '.[torch]'"
     compared_by_default = True
     # xeon_launch: the launch settings PyTorch documents for CPUs (torch.backends.xeon.run_cpu): the worker pinned to
     # the physical cores, OMP_NUM_THREADS set to their number, tcmalloc or jemalloc preloaded where it finds one

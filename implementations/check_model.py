@@ -9,8 +9,14 @@ layer's output is compared (``implementations.parity``'s measure and tolerance).
 the first layer that differs and the likely cause: LRN constants, padding, pooling, grouping or
 flatten order.
 
-Ports are read layer by layer: the split must be written as grouped convolutions (``groups=2``);
-separate per-tower convolutions are not lined up with the spec.
+Ports are read call by call: a PyTorch leaf module called once per tower (an LRN wrapper that
+normalises each half of the channels) is listed once per call, and so is a Keras layer called on
+each tower. The paper's two-tower split may be written as grouped convolutions (``groups=2``) or as
+separate per-tower modules joined along channels (``torch.cat``, Keras ``Concatenate``, the towers
+cut out with slices or ``Lambda`` layers): the parts of one spec layer are merged into one port
+layer (:func:`merge_towers`), whether the port runs each layer for every tower before the next
+(layer-major) or runs each tower through several layers before the next tower (tower-major). The
+spec's weights are then split among the parts along the output axis, as the grouped layout is.
 """
 
 from __future__ import annotations
@@ -32,26 +38,41 @@ from implementations.parity import (
     keras_to_torch_shape,
     relative_difference,
 )
-from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Layer, MaxPool, infer
+from implementations.spec import LRN, Architecture, Conv, Dense, Dropout, Layer, LayerInfo, MaxPool, infer
 from implementations.weight_mapping import torch_to_keras
 
-SKIPPED_KINDS = ("activation", "input")
+# Calls that are not layers of the spec: activations (compared as part of the layer they follow), the
+# slicing and joining of towers, and Keras operations on symbolic tensors (invisible in PyTorch too).
+SKIPPED_KINDS = ("activation", "split", "join", "op")
 
 
 class CheckModelError(ValueError):
     """The port cannot be loaded or run; the message says what to fix (one line)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class PortLayer:
-    """One layer of the port as it ran: kind, configuration, output shape (C, H, W) and parameters."""
+    """One call of a layer of the port as it ran: kind, configuration, output shape (C, H, W) and parameters;
+    or, with ``parts``, the towers' calls that together make one spec layer."""
 
     name: str
-    kind: str  # conv, lrn, pool, flatten, dense, dropout, activation, padding, other
+    kind: str  # conv, lrn, lrn?, pool, flatten, dense, dropout, activation, split, join, op, other
     config: dict = field(default_factory=dict)
     output_shape: tuple[int, ...] = ()
     params: int = 0
-    handle: object = None  # the framework's module or layer, for weights and outputs
+    handle: object = None  # the framework's module or layer, for weights (None when merged: see parts)
+    input_shape: tuple[int, ...] = ()
+    parts: list[PortLayer] = field(default_factory=list)  # per-tower calls merged into this layer, in tower order
+    notes: list[str] = field(default_factory=list)  # problems found while merging towers
+    index: int = -1  # position among the port's calls; PyTorch outputs are read back by it
+    takes: object = field(default=None, repr=False)  # the tensor it was called on
+    gives: object = field(default=None, repr=False)  # the tensor it returned
+    activation: PortLayer | None = field(default=None, repr=False)  # the activation called on what it gave
+
+    @property
+    def pieces(self) -> list[PortLayer]:
+        """The calls that make this layer: its towers' parts, or itself."""
+        return self.parts or [self]
 
 
 @dataclass
@@ -137,15 +158,22 @@ def build_port(target: str) -> tuple[object, str]:
 
 
 def torch_layers(model, x) -> tuple[list[PortLayer], dict[int, np.ndarray]]:
-    """Leaf modules in the order they ran, and each call's output (by position)."""
+    """Leaf-module calls in the order they ran, and each call's output (by position).
+
+    A module called more than once (one LRN or pooling module applied to each tower) is listed once
+    per call: each call is one tower's part of a spec layer.
+    """
     import torch
     from torch import nn
 
-    from implementations.torch_alexnet import LocalResponseNorm as PaperLRN
+    calls: list[tuple[str, nn.Module, object, torch.Tensor, torch.Tensor]] = []
 
-    calls: list[tuple[str, nn.Module, torch.Tensor]] = []
+    def record(module, inputs, out, name):
+        # The clone keeps the values an in-place ReLU overwrites; the tensors themselves say who feeds whom.
+        calls.append((name, module, inputs[0] if inputs else None, out, out.detach().clone()))
+
     hooks = [
-        module.register_forward_hook(lambda mod, _, out, name=name: calls.append((name, mod, out.detach().clone())))
+        module.register_forward_hook(lambda mod, args, out, name=name: record(mod, args, out, name))
         for name, module in model.named_modules()
         if not list(module.children())
     ]
@@ -157,41 +185,48 @@ def torch_layers(model, x) -> tuple[list[PortLayer], dict[int, np.ndarray]]:
     finally:
         for hook in hooks:
             hook.remove()
-    layers, outputs = [], {}
-    for index, (name, module, out) in enumerate(calls):
+    layers = []
+    for index, (name, module, taken, out, _) in enumerate(calls):
         params = sum(p.numel() for p in module.parameters(recurse=False))
-        layer = PortLayer(name, "other", {}, tuple(out.shape[1:]), params, module)
-        if isinstance(module, nn.Conv2d):
-            layer.kind = "conv"
-            layer.config = {
-                "filters": module.out_channels,
-                "kernel": module.kernel_size[0],
-                "stride": module.stride[0],
-                "padding": module.padding if isinstance(module.padding, str) else module.padding[0],
-                "groups": module.groups,
-            }
-        elif isinstance(module, nn.Linear):
-            layer.kind, layer.config = "dense", {"units": module.out_features}
-        elif isinstance(module, nn.MaxPool2d):
-            size, stride = module.kernel_size, module.stride
-            layer.kind = "pool"
-            layer.config = {"size": size if isinstance(size, int) else size[0]}
-            layer.config["stride"] = stride if isinstance(stride, int) else stride[0]
-        elif isinstance(module, nn.LocalResponseNorm):  # divides alpha by size
-            layer.kind = "lrn"
-            layer.config = {"size": module.size, "alpha": module.alpha / module.size, "given_alpha": module.alpha}
-            layer.config |= {"k": module.k, "beta": module.beta, "divides": True}
-        elif isinstance(module, PaperLRN):
-            layer.kind, layer.config = "lrn", lrn_config(module)
-        elif isinstance(module, nn.Flatten):
-            layer.kind = "flatten"
-        elif isinstance(module, nn.Dropout):
-            layer.kind, layer.config = "dropout", {"rate": module.p}
-        elif isinstance(module, (nn.ReLU, nn.Identity)):
-            layer.kind = "activation"
+        layer = PortLayer(name, "other", {}, tuple(out.shape[1:]), params, module, index=index, takes=taken, gives=out)
+        layer.input_shape = tuple(taken.shape[1:]) if isinstance(taken, torch.Tensor) else ()
+        layer.kind, layer.config = torch_kind(module)
         layers.append(layer)
-        outputs[index] = out.numpy()
-    return layers, outputs
+    link_activations(layers)
+    return layers, {index: call[4].numpy() for index, call in enumerate(calls)}
+
+
+def torch_kind(module) -> tuple[str, dict]:
+    """A PyTorch leaf module's kind and the configuration the spec is compared with."""
+    from torch import nn
+
+    from implementations.torch_alexnet import LocalResponseNorm as PaperLRN
+
+    if isinstance(module, nn.Conv2d):
+        padding = module.padding if isinstance(module.padding, str) else module.padding[0]
+        config = {"filters": module.out_channels, "kernel": module.kernel_size[0], "stride": module.stride[0]}
+        return "conv", config | {"padding": padding, "groups": module.groups}
+    if isinstance(module, nn.Linear):
+        return "dense", {"units": module.out_features}
+    if isinstance(module, nn.MaxPool2d):
+        return "pool", {"size": first_of(module.kernel_size), "stride": first_of(module.stride)}
+    if isinstance(module, nn.LocalResponseNorm):  # divides alpha by size
+        config = {"size": module.size, "alpha": module.alpha / module.size, "given_alpha": module.alpha}
+        return "lrn", config | {"k": module.k, "beta": module.beta, "divides": True}
+    if isinstance(module, PaperLRN):
+        return "lrn", lrn_config(module)
+    if isinstance(module, nn.Flatten):
+        return "flatten", {}
+    if isinstance(module, nn.Dropout):
+        return "dropout", {"rate": module.p}
+    if isinstance(module, (nn.ReLU, nn.Identity)):
+        return "activation", {}
+    return "other", {}
+
+
+def first_of(value: int | tuple[int, ...]) -> int:
+    """A square window's size, given as an int or a tuple."""
+    return value if isinstance(value, int) else value[0]
 
 
 def lrn_config(layer: object) -> dict:
@@ -199,45 +234,136 @@ def lrn_config(layer: object) -> dict:
     return {"size": layer.size, "alpha": layer.alpha, "k": layer.k, "beta": layer.beta}
 
 
+def keras_calls(model) -> list:
+    """The Keras model's calls (graph nodes: a layer called on each tower is listed once per call).
+
+    They come in a depth-first walk back from the outputs, so everything a Concatenate joins comes
+    tower after tower, in the order it joins them: the order the towers' weights are split in.
+    """
+    order, seen = [], set()
+
+    def visit(tensor) -> None:
+        operation, node_index, _ = tensor._keras_history
+        node = operation._inbound_nodes[node_index]
+        if id(node) not in seen:
+            seen.add(id(node))
+            for parent in node.input_tensors:
+                visit(parent)
+            order.append(node)
+
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if not outputs:
+        raise CheckModelError(
+            "a Keras port must be a functional or Sequential model (its layers are read from the graph)"
+        )
+    for output in outputs:
+        visit(output)
+    return order
+
+
 def keras_layers(model) -> list[PortLayer]:
-    """The model's layers in order; ZeroPadding2D is folded into the convolution after it."""
+    """The model's calls in order; ZeroPadding2D is folded into the convolution it feeds."""
+    from keras import layers as kl
+
+    found = []
+    for index, node in enumerate(keras_calls(model)):
+        operation = node.operation
+        if node.is_input or isinstance(operation, kl.ZeroPadding2D):
+            continue
+        taken, given = node.input_tensors[0], node.outputs[0]
+        params = operation.count_params() if isinstance(operation, kl.Layer) else 0
+        port = PortLayer(operation.name, "other", {}, channels_first(given), params, operation, index=index)
+        port.input_shape, port.takes, port.gives = channels_first(taken), taken, given
+        port.kind, port.config = keras_kind(node, port)
+        found.append(port)
+    link_activations(found)
+    return found
+
+
+def channels_first(tensor) -> tuple[int, ...]:
+    """A symbolic Keras tensor's shape without the batch axis, as (C, H, W) for maps."""
+    return keras_to_torch_shape(tuple(tensor.shape[1:]))
+
+
+def keras_kind(node, port: PortLayer) -> tuple[str, dict]:
+    """A Keras call's kind and the configuration the spec is compared with."""
     from keras import layers as kl
 
     from implementations.keras_alexnet import LocalResponseNormalization
 
-    found, pad = [], 0
-    for layer in model.layers:
-        shape = keras_to_torch_shape(tuple(layer.output.shape[1:]))
-        port = PortLayer(layer.name, "other", {}, shape, layer.count_params(), layer)
-        if isinstance(layer, kl.InputLayer):
-            continue
-        if isinstance(layer, kl.ZeroPadding2D):
-            pad = layer.padding[0][0]
-            continue
-        if isinstance(layer, kl.Conv2D):
-            kernel, stride = layer.kernel_size[0], layer.strides[0]
-            same = stride == 1 and kernel % 2 == 1
-            padding = pad if layer.padding == "valid" else (kernel - 1) // 2 if same else "same"
-            port.kind = "conv"
-            port.config = {"filters": layer.filters, "kernel": kernel, "stride": stride, "padding": padding}
-            port.config["groups"] = layer.groups
-            pad = 0
-        elif isinstance(layer, kl.Dense):
-            port.kind, port.config = "dense", {"units": layer.units}
-        elif isinstance(layer, kl.MaxPooling2D):
-            port.kind, port.config = "pool", {"size": layer.pool_size[0], "stride": layer.strides[0]}
-        elif isinstance(layer, LocalResponseNormalization):
-            port.kind, port.config = "lrn", lrn_config(layer)
-        elif isinstance(layer, kl.Flatten):
-            port.kind = "flatten"
-        elif isinstance(layer, kl.Dropout):
-            port.kind, port.config = "dropout", {"rate": layer.rate}
-        elif isinstance(layer, (kl.Activation, kl.ReLU)):
-            port.kind = "activation"
-        elif isinstance(layer, kl.Lambda) and port.output_shape == keras_to_torch_shape(tuple(layer.input.shape[1:])):
-            port.kind = "lrn?"  # a shape-keeping Lambda, often tf.nn.local_response_normalization
-        found.append(port)
-    return found
+    layer = node.operation
+    if isinstance(layer, kl.Conv2D):
+        kernel, stride = layer.kernel_size[0], layer.strides[0]
+        same = stride == 1 and kernel % 2 == 1
+        padding = keras_padding(node) if layer.padding == "valid" else (kernel - 1) // 2 if same else "same"
+        config = {"filters": layer.filters, "kernel": kernel, "stride": stride}
+        return "conv", config | {"padding": padding, "groups": layer.groups}
+    if isinstance(layer, kl.Dense):
+        return "dense", {"units": layer.units}
+    if isinstance(layer, kl.MaxPooling2D):
+        return "pool", {"size": layer.pool_size[0], "stride": layer.strides[0]}
+    if isinstance(layer, LocalResponseNormalization):
+        return "lrn", lrn_config(layer)
+    if isinstance(layer, kl.Flatten):
+        return "flatten", {}
+    if isinstance(layer, kl.Dropout):
+        return "dropout", {"rate": layer.rate}
+    if isinstance(layer, (kl.Activation, kl.ReLU)):
+        return "activation", {}
+    if isinstance(layer, kl.Lambda) and port.output_shape == port.input_shape:
+        return "lrn?", {}  # a shape-keeping Lambda, often tf.nn.local_response_normalization
+    if port.params == 0 and (kind := channel_routing(node)):
+        return kind, {}
+    return ("other" if isinstance(layer, kl.Layer) else "op"), {}
+
+
+def keras_padding(node) -> int:
+    """The symmetric zero padding of a ZeroPadding2D that feeds this convolution (0 without one)."""
+    from keras import layers as kl
+
+    producer = node.input_tensors[0]._keras_history.operation
+    return producer.padding[0][0] if isinstance(producer, kl.ZeroPadding2D) else 0
+
+
+def channel_routing(node) -> str:
+    """'split' for a call that cuts channels out of one tensor (a slicing Lambda, ``x[..., :48]``,
+    ``ops.split``), 'join' for one that stacks tensors along channels (Concatenate), '' otherwise:
+    they route the towers and are no layer of the spec."""
+    inputs = [channels_first(t) for t in node.input_tensors]
+    outputs = [channels_first(t) for t in node.outputs]
+    if not inputs or not outputs or any(s[1:] != inputs[0][1:] for s in inputs + outputs):
+        return ""
+    if len(inputs) > 1 and len(outputs) == 1 and outputs[0][0] == sum(s[0] for s in inputs):
+        return "join"
+    if len(inputs) == 1 and all(s[0] < inputs[0][0] for s in outputs):
+        return "split"
+    return ""
+
+
+def link_activations(layers: list[PortLayer]) -> None:
+    """Point each call at the activation called on the tensor it gave (a ReLU module, an Activation layer).
+
+    Followed by tensor, not by position, so that a layer's compared output includes its own ReLU
+    however the towers' calls interleave. An in-place ReLU gives the tensor it takes: it is not its
+    own activation.
+    """
+    taking = {}
+    for layer in layers:
+        if layer.kind == "activation" and layer.takes is not None:
+            taking.setdefault(id(layer.takes), layer)
+    for layer in layers:
+        follower = taking.get(id(layer.gives))
+        layer.activation = follower if follower is not layer else None
+
+
+def after_activations(layer: PortLayer) -> PortLayer:
+    """The last call of the chain of activations applied to ``layer``'s output (``layer`` without one)."""
+    while layer.activation is not None:
+        layer = layer.activation
+    return layer
 
 
 # --- lining up and comparing -------------------------------------------------------------------
@@ -295,19 +421,25 @@ MISSING_REASONS = {
 
 
 def line_up(arch: Architecture, port_layers: list[PortLayer]) -> tuple[list[LayerCheck], list[PortLayer]]:
-    """Pair spec layers with port layers by kind, in order; a layer the port lacks is named as missing."""
+    """Pair spec layers with port layers by kind, in order; a layer the port lacks is named as missing.
+
+    Per-tower parts are merged first, as the queue reaches them (:func:`merge_towers`).
+    """
     spec = infer(arch)
     queue = [p for p in port_layers if p.kind not in SKIPPED_KINDS]
     checks = []
     for index, (layer, info) in enumerate(zip(arch.layers, spec, strict=True)):
         check = LayerCheck(layer.name, info.kind, info.output_shape, info.params)
+        if queue:
+            before = next((c.port for c in reversed(checks) if c.port is not None), None)
+            merge_towers(queue, info, before.output_shape[0] if before else arch.input_shape[0])
         checks.append(check)
         kind, port = spec_kind(layer), queue[0] if queue else None
         if kind == "flatten" and (port is None or port.kind != "flatten"):
             continue  # flattened in forward(); the next dense layer's input shows it
         if port is not None and (port.kind == kind or (kind == "lrn" and port.kind == "lrn?")):
             check.port = queue.pop(0)
-            check.problems += config_problems(layer, port)
+            check.problems += port.notes + config_problems(layer, port)
             if port.output_shape != info.output_shape:
                 check.problems.append(f"output {port.output_shape} (CHW), the spec's is {info.output_shape}")
             if port.params != info.params:
@@ -322,6 +454,98 @@ def line_up(arch: Architecture, port_layers: list[PortLayer]) -> tuple[list[Laye
             check.problems.append(f"{found} where the spec has {layer.name}: {reason}")
             check.port = queue.pop(0)
     return checks, queue
+
+
+def merge_towers(queue: list[PortLayer], info: LayerInfo, width: int) -> None:
+    """Replace the towers' parts at the front of ``queue`` by one merged layer per spec layer.
+
+    The front layer is one of t towers' parts when its output is 1/t of the spec layer's along
+    channels (or features). Its tower then runs for some layers before the next tower's run repeats
+    them (:func:`tower_period`): one layer when the port runs each layer for every tower before the
+    next (layer-major), several when each tower is its own sequence (tower-major). The i-th layers
+    of the towers' runs are merged. ``width`` is the channel count of the port's layer before them.
+    """
+    towers = tower_count(queue[0], info)
+    period = tower_period(queue, towers) if towers > 1 else 0
+    if not period:
+        return
+    merged: list[PortLayer] = []
+    for first in range(period):
+        parts = queue[first : period * towers : period]
+        merged.append(merge_parts(parts, merged[-1].output_shape[0] if merged else width))
+    queue[: period * towers] = merged
+
+
+def tower_count(layer: PortLayer, info: LayerInfo) -> int:
+    """t when ``layer``'s output is 1/t of the spec layer's along the first axis (t >= 2), else 1."""
+    shape, whole = layer.output_shape, info.output_shape
+    if not shape or shape[1:] != whole[1:] or whole[0] % shape[0]:
+        return 1
+    return whole[0] // shape[0]
+
+
+def tower_period(queue: list[PortLayer], towers: int) -> int:
+    """The length of one tower's run at the front of ``queue`` (0 if none).
+
+    The smallest p such that the next ``towers - 1`` runs of p layers repeat the first: the same
+    kinds with the same input and output shapes (the input shape tells a tower's conv3 from its
+    conv4 even where their outputs agree).
+    """
+
+    def signature(layer: PortLayer) -> tuple:
+        return layer.kind, layer.input_shape, layer.output_shape
+
+    for period in range(1, len(queue) // towers + 1):
+        run = [signature(layer) for layer in queue[:period]]
+        if all(signature(queue[tower * period + i]) == run[i] for tower in range(1, towers) for i in range(period)):
+            return period
+    return 0
+
+
+def merge_parts(parts: list[PortLayer], width: int) -> PortLayer:
+    """One port layer from the towers' parts of one spec layer.
+
+    Its output is the parts' outputs joined along channels (or features), its filters or units
+    their sum, its parameters those of the distinct modules (one module called per tower holds
+    them once). A convolution's grouping comes from what each part sees: a part that sees 1/t of
+    the ``width`` input channels is one of t groups; conv3 and the dense layers, which see both
+    towers in the paper, have parts that see every channel: one group.
+    """
+    first = parts[0]
+    config = dict(first.config)
+    if first.kind == "conv":
+        config["filters"] = sum(part.config["filters"] for part in parts)
+        seen = first.input_shape[0]
+        config["groups"] = first.config["groups"] * (width // seen if width % seen == 0 else 1)
+    elif first.kind == "dense":
+        config["units"] = sum(part.config["units"] for part in parts)
+    params = sum({id(part.handle): part.params for part in parts}.values())
+    shape = (sum(part.output_shape[0] for part in parts), *first.output_shape[1:])
+    names = list(dict.fromkeys(part.name for part in parts))
+    name = f"{names[0]} ×{len(parts)}" if len(names) == 1 else " + ".join(names)
+    notes = [
+        f"its towers differ: {key} {part.config.get(key)} in {part.name}, {value} in {first.name}"
+        for part in parts[1:]
+        for key, value in first.config.items()
+        if part.config.get(key) != value
+    ]
+    return PortLayer(name, first.kind, config, shape, params, parts=list(parts), notes=notes)
+
+
+def tower_weights(arrays: dict[str, np.ndarray], parts: int, kernel_axis: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The spec layer's (kernel, bias) split among a port layer's parts along the output axis.
+
+    The spec's weights are in the grouped layout, where tower i owns the i-th slice of the outputs
+    (and a grouped kernel's i-th slice reads the i-th slice of the inputs): part i takes slice i.
+    """
+    kernels = np.split(arrays["kernel"], parts, axis=kernel_axis)
+    return list(zip(kernels, np.split(arrays["bias"], parts), strict=True))
+
+
+def output_sources(checks: list[LayerCheck]) -> dict[str, list[PortLayer]]:
+    """Per lined-up spec layer, the calls whose outputs, joined along channels, are the port's output
+    for it: each part's, after the activations called on it."""
+    return {c.name: [after_activations(part) for part in c.port.pieces] for c in checks if c.port is not None}
 
 
 def weight_pairs(checks: list[LayerCheck]) -> list[LayerCheck]:
@@ -350,6 +574,19 @@ CAUSES = {
 }
 
 
+def likely_cause(layer: Layer, kind: str, first_dense: bool) -> str:
+    """What most often makes this layer's outputs differ."""
+    if isinstance(layer, Dense) and first_dense:
+        return FLATTEN_HINT
+    cause = CAUSES.get(kind, "")
+    if isinstance(layer, LRN) and layer.towers > 1:
+        cause += (
+            f"; or a window that crosses the towers: in the split each of the {layer.towers} towers normalises "
+            "its own maps (section 3.2)"
+        )
+    return cause
+
+
 def compare_outputs(checks: list[LayerCheck], port_out: dict[str, np.ndarray], ref_out: dict, arch, rtol) -> None:
     """Each spec layer's port output against the reference's; ReLU is applied where the spec has one."""
     first_dense = True
@@ -365,25 +602,12 @@ def compare_outputs(checks: list[LayerCheck], port_out: dict[str, np.ndarray], r
             continue
         check.max_abs_diff, check.rel_diff = relative_difference(mine, reference)
         if not check.rel_diff <= rtol:
-            cause = FLATTEN_HINT if isinstance(layer, Dense) and first_dense else CAUSES.get(check.kind, "")
+            cause = likely_cause(layer, check.kind, first_dense)
             check.problems.append(
                 f"outputs differ: relative {check.rel_diff:.3g} > {rtol:g}"
                 + (f"; likely cause: {cause}" if cause else "")
             )
         first_dense &= not isinstance(layer, Dense)
-
-
-def _last_before_next(layers: list[PortLayer], checks: list[LayerCheck]) -> dict[str, int]:
-    """For each matched spec layer, the index of the port's last layer before the next matched one
-    (so a ReLU module after a convolution is part of that convolution's output)."""
-    matched = {id(c.port): c.name for c in checks if c.port is not None}
-    ends, current = {}, None
-    for index, layer in enumerate(layers):
-        if id(layer) in matched:
-            current = matched[id(layer)]
-        if current is not None and (layer.kind in SKIPPED_KINDS or id(layer) in matched):
-            ends[current] = index
-    return ends
 
 
 def check_torch(model, arch: Architecture, seed: int, rtol: float, x: np.ndarray):
@@ -399,13 +623,16 @@ def check_torch(model, arch: Architecture, seed: int, rtol: float, x: np.ndarray
     weights = initial_weights(arch, seed)
     with torch.no_grad():
         for check in weight_pairs(checks):
-            module = check.port.handle
-            module.weight.copy_(torch.from_numpy(weights[check.name]["kernel"]).reshape(module.weight.shape))
-            module.bias.copy_(torch.from_numpy(weights[check.name]["bias"]))
-    layers, outputs = torch_layers(model, torch.from_numpy(x))
-    checks_again, _ = line_up(arch, layers)
-    ends = _last_before_next(layers, checks_again)
-    port_out = {name: outputs[index] for name, index in ends.items()}
+            pieces = check.port.pieces
+            for part, (kernel, bias) in zip(pieces, tower_weights(weights[check.name], len(pieces), 0), strict=True):
+                module = part.handle
+                module.weight.copy_(torch.from_numpy(kernel).reshape(module.weight.shape))
+                module.bias.copy_(torch.from_numpy(bias))
+    _, outputs = torch_layers(model, torch.from_numpy(x))  # the same calls in the same order, new weights
+    port_out = {
+        name: np.concatenate([outputs[source.index] for source in sources], axis=1)
+        for name, sources in output_sources(checks).items()
+    }
     reference = build_torch_model(arch, "grouped").eval()
     reference.import_weights(weights)
     with torch.no_grad():
@@ -416,6 +643,7 @@ def check_torch(model, arch: Architecture, seed: int, rtol: float, x: np.ndarray
 
 def check_keras(model, arch: Architecture, seed: int, rtol: float, x: np.ndarray):
     import keras
+    from keras import ops
 
     from implementations import keras_alexnet
 
@@ -433,9 +661,15 @@ def check_keras(model, arch: Architecture, seed: int, rtol: float, x: np.ndarray
         return checks, extra, why
     weights = torch_to_keras(initial_weights(arch, seed), arch)
     for check in weight_pairs(checks):
-        check.port.handle.set_weights([weights[check.name]["kernel"], weights[check.name]["bias"]])
-    ends = _last_before_next(layers, checks)
-    probe = keras.Model(model.inputs, {name: layers[index].handle.output for name, index in ends.items()})
+        pieces = check.port.pieces
+        for part, (kernel, bias) in zip(pieces, tower_weights(weights[check.name], len(pieces), -1), strict=True):
+            part.handle.set_weights([kernel, bias])
+    outputs = {
+        name: sources[0].gives if len(sources) == 1 else ops.concatenate([s.gives for s in sources], axis=-1)
+        for name, sources in output_sources(checks).items()
+    }
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with a bare array below
+    probe = keras.Model(inputs, outputs)
     port_out = {k: keras_alexnet.to_numpy(v) for k, v in probe(x_hwc, training=False).items()}
     reference = keras_alexnet.build_keras_model(arch, "grouped")
     keras_alexnet.load_weights(reference, weights)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,7 +126,12 @@ def load_factory(target: str) -> Callable[[], object]:
             finally:
                 sys.path.pop(0)
         else:
-            module = importlib.import_module(where)
+            # As `python -m` does: a package in the folder the command runs from is importable by its name.
+            sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(where)
+            finally:
+                sys.path.pop(0)
     except CheckModelError:
         raise
     except Exception as error:  # the user's code: any failure is reported as one line

@@ -15,14 +15,17 @@ from pathlib import Path
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512-BF16 / AMX; Arm's bf16
 
 
-def native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bf16 natively; without it both frameworks emulate bf16 far below fp32."""
+def native_bf16(cpuinfo: str | None = None, cpuinfo_path: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively; without it both frameworks emulate bf16 far below fp32.
+
+    ``cpuinfo``: the text of ``/proc/cpuinfo``; without it the override, else the file at ``cpuinfo_path``.
+    """
     if cpuinfo is None:
         override = os.environ.get("ALEXNET_BENCH_NATIVE_BF16")
         if override in ("0", "1"):
             return override == "1"
         try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+            cpuinfo = cpuinfo_path.read_text()
         except OSError:
             return False
     return bool(set(cpuinfo.split()) & NATIVE_BF16_FLAGS)

@@ -1,4 +1,5 @@
-"""Fakes for the GPU paths where no GPU exists: an NVML module with two devices, and recording modules."""
+"""Fakes for the GPU paths where no GPU exists: an NVML module with two devices, one on a machine without an
+NVIDIA driver, and recording modules."""
 
 from __future__ import annotations
 
@@ -25,6 +26,23 @@ def fake_nvml(used_bytes: tuple[int, int] = (1 << 30, 2 << 30), energy_step_mj: 
     module.nvmlDeviceGetName = lambda h: NAMES[h]
     module.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=used_bytes[h], total=80 << 30)
     module.nvmlDeviceGetTotalEnergyConsumption = energy_read
+    return module
+
+
+class NVMLError(Exception):
+    """What ``pynvml`` raises (its NVMLError_LibraryNotFound says the message below)."""
+
+
+def absent_nvml(message: str = "NVML Shared Library Not Found"):
+    """A ``pynvml`` on a machine without an NVIDIA driver: installed (a dependency) but every call fails."""
+    module = types.ModuleType("pynvml")
+
+    def fail(*args):
+        raise NVMLError(message)
+
+    for name in ("nvmlInit", "nvmlShutdown", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex"):
+        setattr(module, name, fail)
+    module.NVMLError = NVMLError
     return module
 
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from benchmarks.cell import CellConfig
 from tests.results_factory import ok_row
@@ -43,6 +45,41 @@ def test_user_mistakes_exit_two_with_one_line_and_no_traceback(args, message):
     assert result.returncode == 2, result.stderr
     assert message in one_line(result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_plans_for_the_host_it_finds(host_gpus, host_bf16, monkeypatch, tmp_path):
+    """The GPUs NVML finds and the CPU's bf16 decide the default devices, the GPU check and --best's bf16.
+
+    In this process, with the sweep's execution stubbed: no worker starts (``bench.py run`` above
+    runs the real thing on this machine, which the suite shows as a CPU without native bf16).
+    """
+    import bench
+    from benchmarks.matrix import default_cell_timeout
+    from tests.fakes_gpu import UUIDS
+
+    started = {}
+
+    def execute(sweep, noun, timeout_s, memory_limit_gb=None, **options):
+        started.update(cells=sweep.jobs, timeout_s=timeout_s, **options)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(bench, "execute_with_progress", execute)
+    args = ["run", "-f", "torch", "-v", "cifar100-single", "-m", "infer", "-b", "8", "--repeats", "1", "--best"]
+    args += ["--no-report", "--results", str(tmp_path / "r.jsonl")]
+    done = CliRunner().invoke(bench.app, args)
+    assert done.exit_code == 0, done.output
+    cells = started["cells"]
+    assert {cell.gpus for cell in cells} == ({1, 2} if host_gpus else {0})  # all found, and one for scaling
+    assert started["gpu_uuids"] == (UUIDS if host_gpus else ())
+    assert started["timeout_s"] == default_cell_timeout(len(host_gpus))
+    bf16 = bool(host_gpus) or host_bf16  # GPUs compute bf16 natively
+    assert any(cell.precision == "bf16" for cell in cells) is bf16
+    assert ("note: bf16 not tried: this CPU has no native bf16" in one_line(done.output)) is not bf16
+
+    too_many = CliRunner().invoke(bench.app, [*args, "--gpus", "3"])
+    assert too_many.exit_code == 2 and "Traceback" not in too_many.output
+    seen = "found 2 (Fake GPU A, Fake GPU B)" if host_gpus else "found 0: NVML unavailable: NVML Shared Library"
+    assert f"asked for 3 GPUs but {seen}" in one_line(too_many.output)
 
 
 def test_a_results_file_of_another_schema_is_refused_and_left_alone(tmp_path):

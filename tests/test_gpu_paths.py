@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -207,16 +208,56 @@ def test_host_reads_gpu_uuids_in_cuda_order(monkeypatch):
     assert (host.gpus, host.gpu_uuids) == (NAMES, UUIDS)
 
 
-def test_step_benchmarks_hide_the_gpus_by_default(monkeypatch):
+def test_the_host_is_what_nvml_and_the_cpu_probe_report(host_gpus, host_bf16):
+    from benchmarks.host import Host
+
+    host = Host.detect()
+    assert host.native_bf16 is host_bf16
+    if host_gpus:
+        assert (host.gpus, host.gpu_uuids, host.gpu_probe) == (NAMES, UUIDS, None)
+    else:
+        assert (host.gpus, host.gpu_uuids) == ((), ())
+        assert host.gpu_probe == "NVML unavailable: NVML Shared Library Not Found"  # said by bench.py run --gpus
+
+
+def test_a_cpu_cell_samples_no_gpu_and_says_why(host_gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what the runner gives a CPU cell's worker
+    with NvmlSampler(interval_s=1) as sampler:
+        pass
+    report = sampler.report()
+    assert (report["available"], report["devices"], sampler.energy_j()) == (False, [], None)
+    if host_gpus:
+        assert report["error"] == "CUDA_VISIBLE_DEVICES='' hides all 2 GPUs of this machine"
+    else:
+        assert report["error"] == "NVML unavailable: NVML Shared Library Not Found"
+
+
+def _step_benchmarks_conftest() -> types.ModuleType:
     path = Path(__file__).parent / "step_benchmarks" / "conftest.py"
     spec = importlib.util.spec_from_file_location("step_conftest", path)
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
+    return conftest
+
+
+def test_step_benchmarks_hide_the_gpus_by_default(host_gpus, monkeypatch):
+    conftest = _step_benchmarks_conftest()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     conftest.pytest_configure(types.SimpleNamespace(getoption=lambda name: 0))
-    import os
-
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_step_benchmarks_on_a_gpu_take_the_first_one_or_stop(host_gpus, monkeypatch):
+    conftest = _step_benchmarks_conftest()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")  # every GPU of the machine visible to the probe
+    one_gpu = types.SimpleNamespace(getoption=lambda name: 1)
+    if host_gpus:
+        conftest.pytest_configure(one_gpu)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == UUIDS[0]
+    else:
+        with pytest.raises(pytest.exit.Exception, match="--gpus 1: found 0 GPUs") as stopped:
+            conftest.pytest_configure(one_gpu)
+        assert stopped.value.returncode == 2
 
 
 # --- 6: data-parallel ranks ----------------------------------------------------------------------
@@ -236,6 +277,21 @@ def test_a_rank_binds_its_gpu_before_joining_and_leaves_at_the_end():
     assert torch_cell.join_process_group(torch.device("cuda", 0), True, dist, cuda) == "gloo"  # ranks share it
     torch_cell.leave_process_group(dist)
     assert order[-1] == ("destroy_process_group",)
+
+
+@pytest.mark.parametrize("found", [0, 1, 2])
+def test_a_gpu_cell_takes_the_gpus_pytorch_sees_or_says_how_many_it_sees(monkeypatch, found):
+    """What ``test_runner`` sees in a real worker (no GPU there), on hosts with fewer and enough GPUs."""
+    torch_cell = pytest.importorskip("benchmarks.frameworks.pytorch_cell")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: found)
+    cell = CellConfig("torch", CIFAR, "infer", 2, gpus=2)
+    if found < cell.gpus:
+        with pytest.raises(RuntimeError, match=f"^asked for 2 GPUs, PyTorch sees {found}$"):
+            torch_cell._devices(cell)
+    else:
+        assert torch_cell._devices(cell) == [torch.device("cuda", 0), torch.device("cuda", 1)]
 
 
 def test_memory_is_reported_for_every_rank():

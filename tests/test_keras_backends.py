@@ -1,20 +1,22 @@
 """The same Keras model on Keras 3's JAX and PyTorch backends: parity with PyTorch, and benchmark cells.
 
 Each backend runs in its own process (Keras reads KERAS_BACKEND once, at import). JAX is an
-optional extra: its tests are skipped when it is not installed.
+optional extra: the tests that run Keras on JAX are skipped where it is not installed; what is
+planned, refused and said with and without it is tested on any machine (``jax_installed``).
 """
 
 import importlib.util
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from benchmarks import frameworks, runner
 from benchmarks.cell import CellConfig
 from benchmarks.fast_paths import candidates
-from benchmarks.frameworks import base
 from benchmarks.matrix import SweepError, SweepOptions, plan
 from benchmarks.runner import worker_environment
 from reports.load import load_results
@@ -50,13 +52,30 @@ def test_a_cell_runs_on_the_backend_it_names(backend, mode):
     assert metrics["images_per_s"] > 0 and metrics["ceiling_flops_per_s"] > 1e8
 
 
-def test_a_missing_backend_is_refused_with_the_install_command(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None if name == "jax" else real(name))
-    assert "pip install -e '.[jax]'" in frameworks.get("keras-jax").missing()
+def test_a_missing_backend_is_refused_with_the_install_command(jax_installed):
     assert frameworks.get("keras").missing() is None and frameworks.get("torch").missing() is None
-    with pytest.raises(SweepError, match=r"keras-jax needs jax, which is not installed"):
-        plan(SweepOptions(frameworks=["keras-jax"], quick=True))
+    options = SweepOptions(frameworks=["keras-jax"], quick=True)
+    if jax_installed:
+        assert frameworks.get("keras-jax").missing() is None
+        assert {cell.framework for cell in plan(options)} == {"keras-jax"}
+    else:
+        assert "pip install -e '.[jax]'" in frameworks.get("keras-jax").missing()
+        with pytest.raises(SweepError, match=r"keras-jax needs jax, which is not installed"):
+            plan(options)
+
+
+def test_parity_on_jax_is_refused_before_anything_runs_where_jax_is_missing(jax_installed, monkeypatch):
+    import bench
+
+    monkeypatch.setenv("KERAS_BACKEND", os.environ["KERAS_BACKEND"])  # the command sets it: restored after
+    # A bad --split-impl is refused after the install check and before any framework is imported.
+    done = CliRunner().invoke(bench.app, ["parity", "--keras-backend", "jax", "--split-impl", "bogus"])
+    said = " ".join(done.output.split())
+    assert done.exit_code == 2 and "Traceback" not in said
+    if jax_installed:
+        assert "unknown split implementation 'bogus'" in said and "not installed" not in said
+    else:
+        assert "keras-jax needs jax, which is not installed: pip install -e '.[jax]'" in said
 
 
 def test_other_backends_run_on_one_device_without_compile_flags():

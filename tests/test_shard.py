@@ -23,14 +23,24 @@ OPTION_SETS = [
     SweepOptions(quick=True),
     SweepOptions(frameworks=["torch"], batch_sizes=[8, 16, 32], repeats=2),
     SweepOptions(variants=["cifar100-split"], split_impls=["grouped", "towers"], modes=["train"], repeats=3),
-    SweepOptions(quick=True, best=True, native_bf16=True),
 ]
+BEST = SweepOptions(quick=True, best=True, native_bf16=True)  # its PyTorch candidates depend on the CPU launcher
 
 
 @pytest.mark.parametrize("options", OPTION_SETS)
 @pytest.mark.parametrize("count", [2, 3, 7])
 def test_shards_cover_the_plan_exactly_once_and_keep_repeats_together(options, count):
-    cells = plan(options)
+    assert_shares_cover_exactly_once(plan(options), count)
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_shards_of_a_best_sweep_cover_it_with_and_without_the_cpu_launcher(xeon_launcher, count):
+    cells = plan(BEST)
+    assert any(cell.xeon_launch for cell in cells) is xeon_launcher
+    assert_shares_cover_exactly_once(cells, count)
+
+
+def assert_shares_cover_exactly_once(cells: list, count: int) -> None:
     shares = [take_shard(cells, Shard(index, count)) for index in range(1, count + 1)]
     taken = Counter(cell for share in shares for cell in share)
     assert set(taken) == set(cells) and set(taken.values()) == {1}  # every cell, none twice

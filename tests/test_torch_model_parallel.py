@@ -149,10 +149,13 @@ def test_a_wrong_device_count_is_refused(devices):
         ModelParallelAlexNet(get_variant("cifar100-split"), devices)
 
 
-def test_a_missing_gpu_is_refused_with_the_count_found():
-    missing = f"cuda:{torch.cuda.device_count()}"
-    with pytest.raises(ValueError, match=f"device {missing} asked for, but .* CUDA device"):
-        ModelParallelAlexNet(get_variant("cifar100-split"), ["cpu", missing])
+@pytest.mark.parametrize("found", [0, 2], ids=["no-gpu", "two-gpus"])
+def test_a_missing_gpu_is_refused_with_the_count_found(monkeypatch, found):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: found)
+    with pytest.raises(ValueError, match=f"device cuda:{found} asked for, but {found} CUDA device"):
+        ModelParallelAlexNet(get_variant("cifar100-split"), ["cpu", f"cuda:{found}"])
+    for present in range(found):  # the devices the host has pass the check
+        torch_model_parallel._check_device(torch.device("cuda", present))
 
 
 def test_loading_a_wrong_shape_names_the_layer():

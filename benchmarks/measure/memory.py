@@ -89,6 +89,8 @@ class NvmlSampler:
                         "energy_start_mj": _energy_mj(pynvml, handle),
                     }
                 )
+            if not self.devices:
+                self.error = _none_visible(count)
         except Exception as error:  # noqa: BLE001 - any NVML failure means "no GPU figures", said below
             self.error = f"NVML unavailable: {error}"
             return self
@@ -133,6 +135,14 @@ class NvmlSampler:
         if not energies or any(e is None for e in energies):
             return None
         return float(sum(energies))
+
+
+def _none_visible(count: int) -> str:
+    """Why NVML gave no device to sample although it works: none in the machine, or all hidden from this process."""
+    if not count:
+        return "NVML found no GPU"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"CUDA_VISIBLE_DEVICES={visible!r} hides all {count} GPUs of this machine"
 
 
 def _text(value: str | bytes) -> str:

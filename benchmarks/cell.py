@@ -191,3 +191,6 @@ class PreparedCell:
     is_reporter: bool = True  # False on non-zero ranks of a data-parallel launch
     ceiling: object = None  # Callable[[], dict] | None: the device's dense matmul rate, see measure.ceiling
     close: object = None  # Callable[[], None] | None: run once measuring is over, whatever happened
+    # measure.timing.StopAgreement | None: how the ranks of a data-parallel launch stop timing at the same step
+    # (None in one process).
+    stop_agreement: object = None

@@ -62,7 +62,12 @@ def _measure_prepared(
     with NvmlSampler() as nvml:
         if config.time_budget_s > 0:
             step_times, budget = time_by_budget(
-                cell.step, cell.sync, config.steps, config.time_budget_s, config.target_precision
+                cell.step,
+                cell.sync,
+                config.steps,
+                config.time_budget_s,
+                config.target_precision,
+                agreement=cell.stop_agreement,
             )
         else:
             step_times, budget = time_steps(cell.step, cell.sync, config.steps), {"steps_taken": config.steps}

@@ -7,6 +7,7 @@
   :class:`DataParallelModel` for why that is not Keras' default), and ``distribute_batch`` puts
   the shards on their devices once, ahead of a timed loop.
 - ``build_model_parallel``: the paper's two-GPU network, tower ``i`` on ``devices[i]``.
+- ``all_workers_agree``: one yes/no decision shared by the workers of a multi-worker strategy.
 - ``configure_logical_cpus`` / ``visible_gpus``: device set-up, which TensorFlow only accepts
   before its runtime starts; both must be the first thing a fresh process does.
 """
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from implementations.quiet_import import import_tensorflow_quietly
 
@@ -166,6 +167,27 @@ def multi_worker_strategy(timeout_s: float) -> tf.distribute.MultiWorkerMirrored
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as error:
         raise RuntimeError(_TOO_LATE.format("multi_worker_strategy()")) from error
+
+
+def all_workers_agree(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
+    """A collective every worker calls with its own yes/no: True on every worker, and only then, when all say yes.
+
+    Each replica carries its worker's answer as 0 or 1 and the strategy sums them over all replicas
+    (under MultiWorkerMirroredStrategy an all-reduce across the workers, by the collectives its
+    gradients use); the sum is the replica count only when every worker said yes. A strategy reduces
+    by sum or mean only, hence the count rather than a minimum. Like any collective, every worker must
+    call it at the same point of its program.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function
+    def yes_count(flag: tf.Tensor) -> tf.Tensor:
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(flag,)), axis=None)
+
+    def agree(yes: bool) -> bool:
+        return float(yes_count(tf.constant(float(yes)))) > replicas - 0.5
+
+    return agree
 
 
 def build_data_parallel(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import benchmarks.measure.timing
-from benchmarks.measure.timing import median_interval_ranks, median_precision, time_by_budget
+from benchmarks.measure.timing import StopAgreement, median_interval_ranks, median_precision, time_by_budget
 
 
 @pytest.fixture
@@ -67,3 +67,68 @@ def test_more_noise_takes_more_steps_to_reach_the_target(clock):
 def test_the_minimum_count_holds_even_past_the_budget(clock):
     times, record = time_by_budget(clock(itertools.cycle([0.5, 0.7])), lambda: None, 7, budget_s=0.0, target=0.01)
     assert len(times) == 7 and record["stopped_by"] == "time budget"
+
+
+# --- ranks agree on every stop ---------------------------------------------------------------------
+
+
+def rank_agreement(others_stop_at: int, calls: list[tuple[int, bool]], steps: list, cost_s: float, now=None):
+    """A StopAgreement for this rank and one other rank that wants to stop from step ``others_stop_at`` on;
+    records (step, this rank's wish) per call and, with the fake clock ``now``, takes ``cost_s`` of it."""
+
+    def all_want_to_stop(wants: bool) -> bool:
+        calls.append((len(steps), wants))
+        if now is not None:
+            now.t += cost_s
+        return wants and len(steps) >= others_stop_at
+
+    return StopAgreement(2, all_want_to_stop)
+
+
+@pytest.fixture
+def counted_clock(monkeypatch):
+    """A fake clock and a step that advances it by 0.1 s and counts itself."""
+    now, steps = SimpleNamespace(t=0.0), []
+    monkeypatch.setattr(benchmarks.measure.timing, "time", SimpleNamespace(perf_counter=lambda: now.t))
+
+    def step() -> None:
+        steps.append(1)
+        now.t += 0.1
+
+    return now, steps, step
+
+
+def test_a_rank_that_wants_to_stop_waits_for_the_others(counted_clock):
+    now, steps, step = counted_clock
+    calls: list[tuple[int, bool]] = []
+    agreement = rank_agreement(12, calls, steps, cost_s=0.0)
+    times, record = time_by_budget(step, lambda: None, 8, budget_s=30, target=0.02, agreement=agreement)
+    assert len(times) == record["steps_taken"] == 12  # it wanted to stop at 8, the other rank at 12
+    assert record["stopped_by"] == "target precision" and record["stop_agreed_across_ranks"] == 2
+    assert calls == [(n, True) for n in range(8, 13)]  # once per step from the minimum on, never before
+
+
+def test_the_agreement_is_outside_every_step_time(counted_clock):
+    now, steps, step = counted_clock
+    agreement = rank_agreement(10, [], steps, cost_s=5.0, now=now)  # a slow collective, 5 s a call
+    times, record = time_by_budget(step, lambda: None, 8, budget_s=1e6, target=0.02, agreement=agreement)
+    assert times == pytest.approx([0.1] * 10)
+
+
+def test_a_rank_that_wants_more_steps_keeps_the_others_until_its_budget(counted_clock):
+    now, steps, step = counted_clock
+    calls: list[tuple[int, bool]] = []
+    agreement = rank_agreement(0, calls, steps, cost_s=0.0)  # the other rank wants to stop at once
+
+    def noisy() -> None:
+        step()
+        now.t += 0.05 * (len(steps) % 3)  # never within the target
+
+    times, record = time_by_budget(noisy, lambda: None, 4, budget_s=2.0, target=0.001, agreement=agreement)
+    assert record["stopped_by"] == "time budget" and calls[-1] == (len(times), True)
+    assert not any(wants for _, wants in calls[:-1])
+
+
+def test_one_process_records_no_agreement(clock):
+    times, record = time_by_budget(clock(itertools.cycle([0.1])), lambda: None, 6, budget_s=30, target=0.02)
+    assert "stop_agreed_across_ranks" not in record

@@ -16,6 +16,8 @@ import numpy as np
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from benchmarks.measure.memory import _text, _visible_nvml_indices
+from benchmarks.measure.timing import StopAgreement
 from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
@@ -29,15 +31,30 @@ def set_math_mode(mode: str) -> None:
     math_mode.set_math_mode("tensorflow", math_mode.TF32 if mode == "tf32" else math_mode.STRICT_FP32)
 
 
+def own_gpu_nvml_index(pynvml: object) -> int:
+    """NVML's index of the GPU this process computes on: the first one CUDA_VISIBLE_DEVICES exposes.
+
+    NVML numbers every GPU of the machine in its own order and ignores CUDA_VISIBLE_DEVICES, so the
+    cell's GPU is found as the memory figures find it (by UUID, or by index in PCI bus order).
+    """
+    count = pynvml.nvmlDeviceGetCount()
+    uuids = [_text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+    visible = _visible_nvml_indices(count, uuids)
+    if not visible:
+        raise RuntimeError(f"none of the {count} GPUs NVML sees is visible to this process")
+    return visible[0]
+
+
 def logical_gpu_memory_mb(count: int) -> int:
-    """Memory per logical GPU when one GPU is split in ``count`` (TensorFlow needs a limit for each): 90% of the
-    device's memory, shared equally."""
+    """Memory per logical GPU when the cell's GPU is split in ``count`` (TensorFlow needs a limit for each): 90% of
+    that device's memory, shared equally."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         try:
-            total = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total
+            handle = pynvml.nvmlDeviceGetHandleByIndex(own_gpu_nvml_index(pynvml))
+            total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no NVML: a fixed size, stated in LOGICAL_GPU_FALLBACK_MB
@@ -100,6 +117,16 @@ def join_cluster(config: CellConfig) -> tuple[object, list[str], list[str]]:
     if config.gpus and sum("GPU" in d.upper() for d in devices) < config.gpus:
         raise RuntimeError(f"asked for {config.gpus} GPUs per node, TensorFlow sees {devices}")
     return strategy, devices, addresses
+
+
+def stop_agreement(config: CellConfig, strategy: object) -> StopAgreement | None:
+    """Several nodes: their workers (one each) train in lockstep, so they stop timing at the same step.
+    One node drives all its replicas from this one process: nothing to agree."""
+    if config.nodes < 2:
+        return None
+    from implementations import keras_multi_device
+
+    return StopAgreement(config.nodes, keras_multi_device.all_workers_agree(strategy))
 
 
 def keras_environment(devices: list[str]) -> dict:
@@ -222,4 +249,5 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
         environment={**keras_environment(devices), **({"workers": workers} if workers else {})},
         reset_peak_memory=reset_peak,
         framework_memory=framework_memory,
+        stop_agreement=stop_agreement(config, strategy),
     )

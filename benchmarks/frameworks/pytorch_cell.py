@@ -10,6 +10,7 @@ two ranks sharing ``cuda:0`` over gloo (NCCL refuses two ranks on one device).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 
 import torch
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 
 from benchmarks.cell import LEARNING_RATE, CellConfig, PreparedCell
 from benchmarks.measure.ceiling import measure_ceiling
+from benchmarks.measure.timing import StopAgreement
 from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.torch_alexnet import build_torch_model
@@ -80,13 +82,58 @@ def gather_rank_memory(own: dict, dist: object) -> dict:
     return {name: [rank[name] for rank in gathered] for name in own}
 
 
+def stop_agreement(world_size: int, device: torch.device, dist: object) -> StopAgreement:
+    """How this cell's ranks stop timing at the same step: a MIN all-reduce of each rank's 0/1 wish.
+
+    The flag lives where the group's backend reduces: on the rank's own GPU under NCCL, on the CPU
+    under gloo. The backend is read at the first call, once the group is certainly joined.
+    """
+
+    def all_want_to_stop(wants: bool) -> bool:
+        on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([int(wants)], dtype=torch.int32, device=on)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    return StopAgreement(world_size, all_want_to_stop)
+
+
+def in_memory_format(model: nn.Module, config: CellConfig) -> nn.Module:
+    """The model in channels_last when the cell asks for it.
+
+    Done before DistributedDataParallel wraps the model: its reducer lays out each gradient bucket
+    by the parameters' strides when it is built, and parameters converted afterwards would make it
+    copy every gradient into a mismatched bucket ("Grad strides do not match bucket view strides").
+    """
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
+def synchronized_devices(config: CellConfig, devices: list[torch.device], device: torch.device) -> list[int]:
+    """CUDA indices of the GPUs this process waits for, resets and reads: under DDP the rank's own GPU only
+    (touching another rank's GPU would put a CUDA context there, which NVML counts in that GPU's memory);
+    a model-parallel cell every GPU of its model."""
+    cuda = [d for d in ([device] if config.parallel == "data" else devices) if d.type == "cuda"]
+    return sorted({d.index for d in cuda})
+
+
+def device_sync(indices: list[int]) -> Callable[[], None]:
+    """Waits for the work queued on each of the GPUs ``indices``; nothing to wait for on a CPU."""
+
+    def sync() -> None:
+        for index in indices:
+            torch.cuda.synchronize(index)
+
+    return sync
+
+
 def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, torch.device, int]:
-    """(model, device of its input, batch this process feeds)."""
+    """(model, device of its input, batch this process feeds), in the cell's memory format."""
     arch = get_variant(config.variant)
     if config.parallel == "model":
         from implementations.torch_model_parallel import ModelParallelAlexNet
 
-        return ModelParallelAlexNet(arch, [str(d) for d in devices]), devices[0], config.batch_size
+        model = ModelParallelAlexNet(arch, [str(d) for d in devices])
+        return in_memory_format(model, config), devices[0], config.batch_size
     if config.parallel == "data":
         import torch.distributed as dist
 
@@ -103,10 +150,11 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
             keys: list = [None] * world
             dist.all_gather_object(keys, config.key())  # options must agree on every node
             check_same_cell(keys, config)
-        model = build_torch_model(arch, config.split_impl).to(device)
+        model = in_memory_format(build_torch_model(arch, config.split_impl).to(device), config)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids), device, config.batch_size // world
-    return build_torch_model(arch, config.split_impl).to(devices[0]), devices[0], config.batch_size
+    model = build_torch_model(arch, config.split_impl).to(devices[0])
+    return in_memory_format(model, config), devices[0], config.batch_size
 
 
 def prepare_torch(config: CellConfig) -> PreparedCell:
@@ -122,15 +170,12 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
     x = torch.randn(local_batch, *arch.input_shape, device=device)
     y = torch.randint(0, arch.classes, (local_batch,), device=device)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # the model is converted already (``_model``)
     forward = torch.compile(model) if config.compiled else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-
-    def sync() -> None:
-        if uses_cuda:
-            for index in {d.index for d in devices}:
-                torch.cuda.synchronize(index)
+    data_parallel = config.parallel == "data"
+    own_indices = synchronized_devices(config, devices, device)
+    sync = device_sync(own_indices)
 
     if config.mode == "train":
         model.train()
@@ -151,10 +196,6 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
         def step() -> None:
             with autocast:
                 forward(x)
-
-    data_parallel = config.parallel == "data"
-    # Under DDP each rank reads and resets only its own device; model-parallel reads every device of the model.
-    own_indices = sorted({device.index} if data_parallel else {d.index for d in devices})
 
     def reset_peak() -> None:
         if uses_cuda:
@@ -186,6 +227,11 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
         return run_once
 
     reporter = int(os.environ.get("RANK", "0")) == 0
+    agreement = None
+    if data_parallel:
+        import torch.distributed as dist
+
+        agreement = stop_agreement(int(os.environ["WORLD_SIZE"]), device, dist)
 
     def close() -> None:
         if data_parallel:
@@ -204,4 +250,5 @@ def prepare_torch(config: CellConfig) -> PreparedCell:
         framework_memory=framework_memory,
         is_reporter=reporter,
         close=close,
+        stop_agreement=agreement,
     )

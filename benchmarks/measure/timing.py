@@ -5,6 +5,11 @@ calibration do, from the measurement itself: steps are taken until the median's 
 within a target relative width, or a time budget runs out, but never fewer than a minimum count.
 The interval is distribution-free (order statistics around the median, from the binomial
 distribution), so no shape of the step-time distribution is assumed.
+
+The ranks of a data-parallel cell step in lockstep (every step ends in a gradient all-reduce), so they
+must also stop together: a rank that left the loop alone would leave the others waiting in their
+next all-reduce until a collective's timeout. A ``StopAgreement`` makes one decision out of every
+rank's own wish, once per step, after the step's clock is read.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,6 +52,29 @@ def median_precision(step_times: list[float], level: float = 0.95) -> float:
     return (ordered[ranks[1]] - ordered[ranks[0]]) / 2 / median if median > 0 else math.inf
 
 
+@dataclass(frozen=True)
+class StopAgreement:
+    """How the ranks of one data-parallel cell stop timing at the same step.
+
+    ``all_want_to_stop`` is a collective every rank calls once per step with its own wish; it returns
+    True on every rank, and only then, when every rank wants to stop (a MIN all-reduce of a 0/1 flag).
+    So each rank stops for a reason of its own (its target reached or its budget spent) and its record
+    stays true; ``max_steps`` ends every rank at the same step anyway.
+    """
+
+    ranks: int
+    all_want_to_stop: Callable[[bool], bool]
+
+
+def _stop_reason(precision: float, target: float, elapsed_s: float, budget_s: float) -> str | None:
+    """Why this rank wants to stop now, or None while it wants more steps."""
+    if precision <= target:
+        return "target precision"
+    if elapsed_s >= budget_s:
+        return "time budget"
+    return None
+
+
 def time_by_budget(
     step: Callable[[], object],
     sync: Callable[[], None],
@@ -53,16 +82,19 @@ def time_by_budget(
     budget_s: float,
     target: float,
     max_steps: int = MAX_STEPS,
+    agreement: StopAgreement | None = None,
 ) -> tuple[list[float], dict[str, object]]:
     """Step times until the median is known within ``target`` (relative half-width) or ``budget_s`` is spent.
 
     Always at least ``min_steps`` and at most ``max_steps``. The second value records the budget,
     the target, what was reached and why timing stopped, so every row says how it was measured.
+    With an ``agreement`` (several ranks) timing stops only when every rank wants to stop; the
+    agreement runs after a step's clock is read and before the next step's, so no step's time includes it.
     """
     times: list[float] = []
     sync()
     started = time.perf_counter()
-    precision, reason = math.inf, "max steps"
+    precision, reason = math.inf, None
     while len(times) < max_steps:
         start = time.perf_counter()
         step()
@@ -72,12 +104,15 @@ def time_by_budget(
         if len(times) < min_steps:
             continue
         precision = median_precision(times)
-        if precision <= target:
-            reason = "target precision"
+        reason = _stop_reason(precision, target, end - started, budget_s)
+        stop = reason is not None
+        if agreement is not None:
+            stop = agreement.all_want_to_stop(stop)  # a collective: every rank calls it at this step
+        if stop:
             break
-        if end - started >= budget_s:
-            reason = "time budget"
-            break
+    else:
+        reason = "max steps"
+    agreed = {"stop_agreed_across_ranks": agreement.ranks} if agreement is not None else {}
     return times, {
         "time_budget_s": budget_s,
         "target_precision": target,
@@ -86,6 +121,7 @@ def time_by_budget(
         "median_precision": precision if math.isfinite(precision) else None,
         "stopped_by": reason,
         "timed_s": time.perf_counter() - started,
+        **agreed,
     }
 
 

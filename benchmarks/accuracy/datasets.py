@@ -32,6 +32,9 @@ DATASETS = ("cifar100", "digits")
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_ARCHIVE = "cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+# An archive re-packed in the official format (a mirror's, or the tests' tiny one) is read only when the user names
+# its md5 here; a download is always held to the official checksum.
+CIFAR100_MD5_VARIABLE = "ALEXNET_BENCH_CIFAR100_MD5"
 CIFAR100_FOLDER = "cifar-100-python"
 CIFAR100_CLASSES = 100
 # Keras 3 caches the same archive as <cache>/cifar-100-python-target_archive and extracts it
@@ -230,7 +233,7 @@ def unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
 
 def read_archive_members(archive: Path) -> dict[str, bytes]:
     """The train/test/meta pickles, read in memory after the md5 check; nothing is written to disk."""
-    verify_md5(archive, CIFAR100_MD5)
+    verify_md5(archive, os.environ.get(CIFAR100_MD5_VARIABLE) or CIFAR100_MD5)
     wanted = {f"{CIFAR100_FOLDER}/{split}": split for split in CIFAR100_SPLITS}
     found: dict[str, bytes] = {}
     try:

@@ -1,0 +1,395 @@
+"""Every command in README.md runs here, end to end, the way a user types it.
+
+A README command is a line of a fenced ``bash`` block (continuation lines joined) that runs
+``bench.py`` or ``alexnet-bench``, whatever interpreter comes before it. Each runs as a subprocess
+from a temporary folder, with the user's flags plus only what makes it small (``SMALL_RUN``,
+``SMALL_TRAIN``, ...). What no test machine has is faked where the suite already fakes it: the CPU
+stands in for GPUs (``--simulate-devices`` for two of them), two local processes for two nodes,
+SLURM's variables for ``srun``, a tiny archive in the official format for CIFAR-100. Each test
+asserts the exit code, that no traceback was printed, and the rows written.
+
+``SCENARIOS`` lists every README command with how it runs; ``EXEMPT`` the ones that cannot, each
+with its reason. A command added to the README, or renamed there, that is in neither fails
+``test_every_readme_command_is_run_or_exempt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from benchmarks import frameworks
+from tests.test_datasets import official_members, write_archive
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+ENTRY_POINTS = ("bench.py", "alexnet-bench")
+
+# Options that only make a command small; appended after the user's own.
+SMALL_RUN = ("-b", "2", "--steps", "1", "--warmup", "1", "--repeats", "1", "--time-budget", "0")
+SMALL_TRAIN = ("-b", "8", "--max-train-images", "16")
+SMALL_PARITY = ("-b", "4", "--parity-steps", "3")
+COMMAND_TIMEOUT_S = 600
+
+
+# --- collecting the README's commands ----------------------------------------------------------------------------
+
+
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M)
+
+
+def logical_lines(block: str) -> list[str]:
+    """The block's lines with backslash continuations joined."""
+    joined, current = [], ""
+    for line in block.splitlines():
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        joined.append(current + line)
+        current = ""
+    return [line for line in joined if line.strip()]
+
+
+def command_key(segment: str) -> str | None:
+    """``bench.py ARGS`` (or ``alexnet-bench ARGS``) of one shell command, without its interpreter; None if it runs
+    neither."""
+    words = shlex.split(segment)
+    for index, word in enumerate(words):
+        name = Path(word).name
+        if name in ENTRY_POINTS:
+            return " ".join([name, *words[index + 1 :]])
+    return None
+
+
+def readme_commands(text: str) -> list[str]:
+    """Every command of the README's bash blocks that runs the suite, comments and prompts left out."""
+    found = []
+    for block in bash_blocks(text):
+        for line in logical_lines(block):
+            code = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+            for segment in re.split(r"&&|;|\|\|", code):
+                key = command_key(segment)
+                if key:
+                    found.append(key)
+    return found
+
+
+# --- how each command runs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One README command as the test runs it: the user's words, what makes it small, and a host faked."""
+
+    readme: str  # the command as the README writes it, from bench.py on
+    small: tuple[str, ...] = ()
+    replace: tuple[tuple[str, str], ...] = ()  # (user's words, the faked host's) where the test machine lacks one
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """README commands that belong together, run in one folder: in order, or side by side (two nodes)."""
+
+    steps: tuple[Step, ...]
+    rows: str | tuple[str, ...] = ()  # results files every row of which must be ``ok``, relative to the folder
+    together: bool = False
+    setup: Callable[[Path], None] = lambda folder: None
+    check: Callable[[Path, list[dict]], None] = lambda folder, rows: None
+    rows_each: dict[str, int] = field(default_factory=dict)  # file -> rows per framework, where the count is known
+    needs: tuple[str, ...] = ()  # frameworks it names with -f or cannot do without; else the installed defaults
+
+
+def write_ports(folder: Path) -> None:
+    """A PyTorch port in a file and a package with a factory, as a user of check-model has them."""
+    (folder / "my_port.py").write_text(
+        "from implementations.torch_alexnet import build_torch_model\n"
+        "from implementations.variants import get_variant\n\n\n"
+        "def build():\n"
+        "    return build_torch_model(get_variant('imagenet-split'), 'grouped')\n"
+    )
+    package = folder / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "from implementations.torch_alexnet import build_torch_model\n"
+        "from implementations.variants import get_variant\n\n\n"
+        "def alexnet():\n"
+        "    return build_torch_model(get_variant('cifar100-single'), 'grouped')\n"
+    )
+
+
+def write_tiny_cifar100(folder: Path) -> None:
+    """The official archive's format, a few images, where ``--data-dir ~/data`` points (HOME is the folder)."""
+    archive = write_archive(folder / "home" / "data" / "cifar-100-python.tar.gz", official_members())
+    (folder / "cifar100.md5").write_text(hashlib.md5(archive.read_bytes()).hexdigest())
+
+
+def simulated_devices_only(folder: Path, rows: list[dict]) -> None:
+    assert rows and all(row["simulated"] and row["devices"] == 2 for row in rows)
+
+
+def world_size_two(folder: Path, rows: list[dict]) -> None:
+    assert rows and all(row["metrics"]["distributed"]["world_size"] == 2 for row in rows)
+
+
+def report_written(folder: Path, rows: list[dict]) -> None:
+    assert (folder / "results" / "report" / "report.md").is_file()
+    assert (folder / "results" / "report" / "report.html").is_file()
+
+
+def accuracy_rows(folder: Path, rows: list[dict]) -> None:
+    assert rows and all(row["cell"]["mode"] == "accuracy" for row in rows)
+
+
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+NO_GPU = (("--gpus 1", "--gpus 0"),)  # the CPU in place of one GPU
+TWO_SIMULATED = (("--gpus 2", "--gpus 0 --simulate-devices 2"),)  # two logical CPU devices for two GPUs
+TWO_NODES_HERE = (("--gpus 8", "--gpus 0"), ("10.0.0.1:29500", "127.0.0.1:{port}"))
+SLURM = (("SLURM_NNODES", "2"), ("SLURM_JOB_NODELIST", "localhost"), ("SLURM_JOB_ID", "7"))
+
+SCENARIOS: dict[str, Scenario] = {
+    "parity": Scenario((Step("bench.py parity"),), needs=("torch", "keras")),
+    "run-quick": Scenario(
+        (Step("bench.py run --quick", SMALL_RUN),),
+        rows="results/results.jsonl",
+        check=report_written,
+        rows_each={"results/results.jsonl": 4},
+    ),
+    "run-default-matrix": Scenario(
+        (Step("bench.py run", (*SMALL_RUN, "--no-report")),),
+        rows="results/results.jsonl",
+        rows_each={"results/results.jsonl": 8},
+    ),
+    "run-two-gpus": Scenario(
+        (Step("bench.py run --gpus 2", (*SMALL_RUN, "--no-report"), TWO_SIMULATED),),
+        rows="results/results.jsonl",
+        check=simulated_devices_only,
+    ),
+    "run-simulated-quick": Scenario(
+        (Step("bench.py run --simulate-devices 2 --quick", (*SMALL_RUN, "--no-report")),),
+        rows="results/results.jsonl",
+        check=simulated_devices_only,
+    ),
+    "gpu-torch-environment": Scenario(
+        (
+            Step(
+                "bench.py run --gpus 1 -f torch -f keras-torch -f keras-jax --quick",
+                (*SMALL_RUN, "--no-report"),
+                NO_GPU,
+            ),
+        ),
+        rows="results/results.jsonl",
+        rows_each={"results/results.jsonl": 4},
+        needs=("torch", "keras-torch", "keras-jax"),
+    ),
+    "gpu-tensorflow-environment": Scenario(
+        (
+            Step(
+                "bench.py run --gpus 1 -f keras --quick --results results/results.jsonl",
+                (*SMALL_RUN, "--no-report"),
+                NO_GPU,
+            ),
+        ),
+        rows="results/results.jsonl",
+        rows_each={"results/results.jsonl": 4},
+        needs=("keras",),
+    ),
+    "two-nodes": Scenario(
+        tuple(
+            Step(
+                f"bench.py run -f torch -v imagenet-single --gpus 8 --nodes 2 --node-rank {rank} "
+                "--rendezvous 10.0.0.1:29500",
+                (*SMALL_RUN, "--no-report", "--join-timeout", "120"),
+                TWO_NODES_HERE,
+            )
+            for rank in (0, 1)
+        ),
+        rows="results/results.jsonl",
+        together=True,
+        check=world_size_two,
+        rows_each={"results/results.jsonl": 2},
+        needs=("torch",),
+    ),
+    "slurm": Scenario(
+        tuple(
+            Step(
+                "bench.py run -v imagenet-single --results results/2nodes.jsonl",
+                (*SMALL_RUN, "--no-report", "--join-timeout", "120", "--rendezvous", "127.0.0.1:{port}"),
+                env=(*SLURM, ("SLURM_PROCID", str(rank))),
+            )
+            for rank in (0, 1)
+        ),
+        rows="results/2nodes.jsonl",
+        together=True,
+        check=world_size_two,
+        rows_each={"results/2nodes.jsonl": 2},
+    ),
+    "shards-and-report": Scenario(
+        (
+            Step("bench.py run --shard 1/2 --results results/a.jsonl", (*SMALL_RUN, "--no-report")),
+            Step("bench.py run --shard 2/2 --results results/b.jsonl", (*SMALL_RUN, "--no-report")),
+            Step("bench.py report results/a.jsonl results/b.jsonl"),
+        ),
+        rows=("results/a.jsonl", "results/b.jsonl"),
+        check=report_written,
+        rows_each={"results/a.jsonl": 4, "results/b.jsonl": 4},
+    ),
+    "check-model-file": Scenario(
+        (Step("bench.py check-model my_port.py:build --against imagenet-split"),), setup=write_ports, needs=("torch",)
+    ),
+    "check-model-module": Scenario(
+        (Step("bench.py check-model mypackage.models:alexnet --against cifar100-single"),),
+        setup=write_ports,
+        needs=("torch",),
+    ),
+    "train-digits": Scenario(
+        (Step("bench.py train --dataset digits --epochs 4", SMALL_TRAIN),),
+        rows="results/results.jsonl",
+        check=accuracy_rows,
+        rows_each={"results/results.jsonl": 2},
+    ),
+    "train-cifar100": Scenario(
+        (Step("bench.py train --dataset cifar100 --data-dir ~/data --epochs 30 -v cifar100-split", ("-b", "4")),),
+        rows="results/results.jsonl",
+        setup=write_tiny_cifar100,
+        check=accuracy_rows,
+        rows_each={"results/results.jsonl": 1},
+    ),
+    "train-check-repro": Scenario(
+        (Step("bench.py train --dataset digits --epochs 1 --check-repro", SMALL_TRAIN),),
+        rows="results/results.jsonl",
+        check=accuracy_rows,
+    ),
+    "train-check-parity": Scenario((Step("bench.py train --check-parity", SMALL_PARITY),), needs=("torch", "keras")),
+}
+
+# README commands that no test can run, each with its reason.
+EXEMPT: dict[str, str] = {}
+
+
+def test_every_readme_command_is_run_or_exempt():
+    in_readme = readme_commands(README.read_text(encoding="utf-8"))
+    covered = [step.readme for scenario in SCENARIOS.values() for step in scenario.steps]
+    unknown = [command for command in in_readme if command not in covered and command not in EXEMPT]
+    assert not unknown, f"README commands no test runs (add them to SCENARIOS or EXEMPT with a reason): {unknown}"
+    gone = [command for command in [*covered, *EXEMPT] if command not in in_readme]
+    assert not gone, f"commands tested here that the README no longer has (renamed?): {gone}"
+
+
+def test_the_collector_reads_interpreters_continuations_chains_and_comments():
+    text = (
+        "```bash\n"
+        "python3 -m venv .venv && .venv/bin/pip install x && .venv/bin/python bench.py parity\n"
+        "# a comment: bench.py variants\n"
+        "srun .venv/bin/python bench.py run -v a \\\n"
+        "  --results r.jsonl   # trailing words\n"
+        "alexnet-bench variants\n"
+        "```\n"
+        "```python\nbench.py ignored\n```\n"
+    )
+    assert readme_commands(text) == ["bench.py parity", "bench.py run -v a --results r.jsonl", "alexnet-bench variants"]
+
+
+# --- running them --------------------------------------------------------------------------------------------------
+
+
+def argv(step: Step, folder: Path, port: str) -> list[str]:
+    """The command line the test runs: this interpreter and checkout's bench.py, the user's words (host faked), then
+    what makes it small. ``~`` is the folder's HOME, as a shell would expand it."""
+    words = step.readme
+    for users, faked in step.replace:
+        words = words.replace(users, faked.format(port=port))
+    args = [word.replace("~", str(folder / "home"), 1) if word.startswith("~") else word for word in shlex.split(words)]
+    small = [word.format(port=port) for word in step.small]
+    entry = args.pop(0)
+    assert entry in ENTRY_POINTS
+    return [sys.executable, str(ROOT / "bench.py"), *args, *small]
+
+
+def environment(step: Step, folder: Path) -> dict[str, str]:
+    """The user's environment with HOME in the folder (caches, ``~``), the checkout importable by ports, and the
+    tiny archive's checksum named where the scenario made one."""
+    env = {**os.environ, "HOME": str(folder / "home"), "PYTHONPATH": str(ROOT), **dict(step.env)}
+    env.pop("ALEXNET_BENCH_CIFAR100_MD5", None)
+    if (folder / "cifar100.md5").is_file():
+        env["ALEXNET_BENCH_CIFAR100_MD5"] = (folder / "cifar100.md5").read_text()
+    return env
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# The default frameworks this environment has (a torch-only environment runs the commands that need no Keras).
+INSTALLED, LEFT_OUT = frameworks.installed(frameworks.default_names())
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_readme_command_runs(name, tmp_path):
+    scenario = SCENARIOS[name]
+    absent = [line for framework in scenario.needs if (line := frameworks.get(framework).missing())]
+    if absent:
+        pytest.skip(f"this environment lacks a framework the command names: {'; '.join(absent)}")
+    (tmp_path / "home").mkdir()
+    scenario.setup(tmp_path)
+    port = free_port()
+    commands = [(argv(step, tmp_path, port), environment(step, tmp_path)) for step in scenario.steps]
+    if scenario.together:
+        started = [
+            subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for command, env in commands
+        ]
+        ended = []
+        for process in started:
+            try:
+                out, err = process.communicate(timeout=COMMAND_TIMEOUT_S)
+            finally:
+                process.kill()
+            ended.append((process.args, process.returncode, out, err))
+    else:
+        ended = []
+        for command, env in commands:
+            done = subprocess.run(
+                command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+            )
+            ended.append((command, done.returncode, done.stdout, done.stderr))
+            if done.returncode != 0:
+                break
+    for command, returncode, out, err in ended:
+        said = f"{shlex.join(command[1:])}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}"
+        assert returncode == 0, said
+        assert "Traceback" not in out + err, said
+    rows = []
+    for name_ in (scenario.rows,) if isinstance(scenario.rows, str) else scenario.rows:
+        written = read_rows(tmp_path / name_)
+        bad = [
+            (row["cell"].get("framework"), row["status"], row.get("error")) for row in written if row["status"] != "ok"
+        ]
+        assert written and not bad, bad
+        if name_ in scenario.rows_each:
+            each = len(scenario.needs) if scenario.needs else len(INSTALLED)
+            assert len(written) == scenario.rows_each[name_] * each
+        if not scenario.needs:
+            assert {row["cell"]["framework"] for row in written} == set(INSTALLED)
+            said = "".join(err for *_, err in ended)
+            assert all(line in " ".join(said.split()) for line in LEFT_OUT), said
+        rows += written
+    scenario.check(tmp_path, rows)

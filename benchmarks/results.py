@@ -37,6 +37,10 @@ class RowError(ResultsFileError):
     """A row that does not have the layout of this schema version; the message names the field."""
 
 
+class SchemaVersionError(RowError):
+    """A row another version of the suite wrote: refused wherever it is, never misread or skipped."""
+
+
 class Job(Protocol):
     """What a row needs to know of the job that produced it (a throughput cell, a training run)."""
 
@@ -133,7 +137,7 @@ class ResultRow:
             raise RowError(f"a row must be a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise RowError(
+            raise SchemaVersionError(
                 f"results schema version {version!r}; this suite reads and writes version {SCHEMA_VERSION}. "
                 "Write to another file with --results."
             )
@@ -166,6 +170,16 @@ def _expect(row: ResultRow, name: str, kind: type) -> None:
 class LoadedResults:
     rows: list[ResultRow]
     warnings: list[str] = field(default_factory=list)
+    damaged: list[int] = field(default_factory=list)  # lines inside the file that are not rows (a torn last one is not)
+
+
+# A row is a few KB. A longer line is not a row: a file with no newline at all (a disk image, /dev/zero copied
+# into place) would otherwise be one endless line read into memory before anything could be said about it.
+MAX_LINE_BYTES = 1 << 20
+
+
+class RowWriteError(ResultsFileError):
+    """A row could not be written (a full disk); the file was left as it was before the row."""
 
 
 def _check_regular(path: Path) -> None:
@@ -205,52 +219,139 @@ def check_writable(path: Path) -> None:
         raise ResultsFileError(f"cannot write results to {path}: {error.strerror or error}") from None
 
 
-def read_results(path: Path) -> LoadedResults:
-    """Rows of a results file, each with its line number.
+def _numbered_lines(handle) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, the line's bytes) one at a time; None for a line longer than MAX_LINE_BYTES, whose bytes are
+    passed over without being held."""
+    number = 0
+    while chunk := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(chunk) <= MAX_LINE_BYTES or chunk.endswith(b"\n"):
+            yield number, chunk
+            continue
+        yield number, None  # before passing over the rest: a caller that stops here reads no further
+        while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
 
-    A torn row (a run cut off mid-write: a JSON object that stops short) is skipped with a
-    warning; the writer starts the next row on a fresh line, so it may sit anywhere. Anything else
-    that is not a row of this schema version (another version, a wrong field, a binary file)
-    raises :class:`ResultsFileError` naming the line: it is not a results file this suite wrote.
+
+def _row_of(raw: bytes | None, number: int) -> tuple[ResultRow | None, str]:
+    """The line's row, or why it is not one."""
+    if raw is None:
+        return None, f"longer than {MAX_LINE_BYTES // 1024} KiB"
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None, "cut off" if text.startswith('{"') else "not JSON"
+    try:
+        return ResultRow.from_dict(data, line=number), ""
+    except SchemaVersionError:
+        raise
+    except RowError as error:
+        return None, str(error)
+
+
+def _not_a_row(problem: str) -> str:
+    """Why a first line shows the file is not a results file, and what to do."""
+    if problem == "not JSON":
+        return " is not JSON: not a results file (give another file with --results)"
+    if problem.startswith("longer than"):
+        return f" is {problem}: not a results file (give another file with --results)"
+    return f": {problem}"
+
+
+def read_results(path: Path) -> LoadedResults:
+    """Rows of a results file, each with its line number, read one line at a time (no line over MAX_LINE_BYTES).
+
+    Three kinds of bad line are told apart. A first line that is not a row means the file is not a results file:
+    :class:`ResultsFileError` at once, before the rest is read. A cut-off last line (a run killed mid-write) is
+    skipped with a warning; the writer starts its next row on a fresh line. A damaged line inside the file is
+    skipped with a warning naming it, the good rows stay readable, and ``damaged`` lists it so that no writer
+    appends to the file (see :func:`check_appendable`).
     """
     _check_regular(path)
     if not path.exists():
         return LoadedResults([])
-    loaded = LoadedResults([])
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    last = max((number for number, line in enumerate(lines, start=1) if line.strip()), default=0)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if line.startswith('{"'):
-                where = "last line" if number == last else f"line {number}"
-                loaded.warnings.append(f"{path}: {where} is incomplete (a run was cut off) and was ignored")
-                continue
-            raise ResultsFileError(
-                f"{path} line {number} is not JSON: not a results file (give another file with --results)"
-            ) from None
-        try:
-            loaded.rows.append(ResultRow.from_dict(data, line=number))
-        except RowError as error:
-            raise ResultsFileError(f"{path} line {number}: {error}") from None
+    loaded, first, pending = LoadedResults([]), True, None
+    try:
+        with open(path, "rb") as handle:
+            for number, raw in _numbered_lines(handle):
+                if raw is not None and not raw.strip():
+                    continue
+                try:
+                    row, problem = _row_of(raw, number)
+                except SchemaVersionError as error:  # another version's file: refused, never partly read
+                    raise ResultsFileError(f"{path} line {number}: {error}") from None
+                if first and row is None and problem != "cut off":  # a first row cut off is a crashed first run
+                    raise ResultsFileError(f"{path} line {number}{_not_a_row(problem)}")
+                first = False
+                if pending is not None:
+                    _skip(loaded, path, *pending, last=False)
+                    pending = None
+                if row is None:
+                    pending = (number, problem)
+                    continue
+                loaded.rows.append(row)
+    except OSError as error:
+        raise ResultsFileError(f"cannot read {path}: {error.strerror or error}") from None
+    if pending is not None:
+        _skip(loaded, path, *pending, last=True)
     return loaded
 
 
+def _skip(loaded: LoadedResults, path: Path, number: int, problem: str, last: bool) -> None:
+    """Say why a line was skipped. A row cut off by a crash is expected anywhere (the next run starts a fresh line
+    after it); any other bad line is damage, which ``damaged`` records."""
+    where = "last line" if last else f"line {number}"
+    if problem == "cut off":
+        loaded.warnings.append(f"{path}: {where} is incomplete (a run was cut off) and was ignored")
+        return
+    loaded.damaged.append(number)
+    loaded.warnings.append(f"{path}: line {number} is damaged ({problem}) and was skipped; the other rows were read")
+
+
+def check_appendable(path: Path, loaded: LoadedResults) -> None:
+    """Refuse to append rows after a damaged line: a later reader could not tell the new rows from the damage."""
+    if loaded.damaged:
+        lines = ", ".join(map(str, loaded.damaged[:5]))
+        raise ResultsFileError(
+            f"{path} has damaged lines ({lines}); its good rows can still be read, but new rows are not appended to "
+            "it: write to another file with --results"
+        )
+
+
 def append_row(path: Path, row: ResultRow) -> None:
-    """Append one row and make it durable before returning."""
-    line = json.dumps(row.to_dict(), sort_keys=True, allow_nan=False)
-    with open(path, "a+b") as handle:
-        handle.seek(0, os.SEEK_END)
-        if handle.tell() > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":  # a torn line from a crash: do not glue onto it
-                handle.write(b"\n")
-        handle.write(line.encode() + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one row and make it durable before returning.
+
+    A write that fails part-way (a full disk, a quota) is undone: the file is cut back to where it was, so it
+    never holds a fragment, and :class:`RowWriteError` says what happened in one line. The bytes go straight to
+    the descriptor (no buffer that closing would flush after the failure).
+    """
+    data = json.dumps(row.to_dict(), sort_keys=True, allow_nan=False).encode() + b"\n"
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size > 0 and os.pread(descriptor, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a torn line from a crash: do not glue onto it
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+            os.fsync(descriptor)
+        except OSError as error:
+            raise RowWriteError(
+                f"cannot write a row to {path}: {error.strerror or error}; {_cut_back(descriptor, size)}"
+            ) from None
+    finally:
+        os.close(descriptor)
+
+
+def _cut_back(descriptor: int, size: int) -> str:
+    """Truncate the file to ``size`` bytes after a failed write; the words that say what the file now holds."""
+    try:
+        os.ftruncate(descriptor, size)
+    except OSError as error:
+        return f"its last line is cut off ({error.strerror or error}) and is skipped when read; --resume runs the rest"
+    return "the rows before it are kept, and --resume runs the cells still missing once there is room"
 
 
 def done_keys(rows: list[ResultRow]) -> set[str]:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results import LoadedResults, ResultRow, check_writable, done_keys, lock_results, read_results
+from benchmarks.results import (
+    LoadedResults,
+    ResultRow,
+    check_appendable,
+    check_writable,
+    done_keys,
+    lock_results,
+    read_results,
+)
 from benchmarks.runner import WorkerJob, run_sweep
 
 
@@ -33,6 +41,7 @@ def open_sweep(jobs: Sequence[WorkerJob], results: Path, resume: bool = False) -
     """Check the results file before any worker starts; with ``resume``, drop jobs already done."""
     check_writable(results)
     existing: LoadedResults = read_results(results)
+    check_appendable(results, existing)
     done = done_keys(existing.rows) if resume else set()
     todo = [job for job in jobs if job.key() not in done]
     return Sweep(list(jobs), todo, results, existing.warnings)

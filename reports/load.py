@@ -247,8 +247,16 @@ def framework_summary(framework_env: dict, gpu_used: bool = True) -> str | None:
     return ", ".join(parts) or None
 
 
+# A pytest-benchmark file is one JSON object read whole; a larger file is taken for JSON Lines, read line by line.
+PYTEST_BENCHMARK_MAX_BYTES = 256 << 20
+
+
 def _is_pytest_benchmark(path: Path) -> bool:
     """pytest-benchmark writes one JSON object with a 'benchmarks' list; results files are JSON Lines."""
+    with open(path, "rb") as handle:
+        opens_an_object = handle.read(4096).lstrip().startswith(b"{")
+    if not opens_an_object or path.stat().st_size > PYTEST_BENCHMARK_MAX_BYTES:
+        return False
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except json.JSONDecodeError:

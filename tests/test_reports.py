@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -82,12 +83,17 @@ def test_failed_cell_keeps_status_and_error_with_missing_figures(sweep_file: Pat
         assert math.isnan(failed[column]), column
 
 
-def test_a_row_missing_a_required_field_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+def test_a_row_missing_a_required_field_is_skipped_naming_file_and_line(tmp_path: Path) -> None:
     rows = factory.sweep(seed=1, frameworks=("torch",), variants=("imagenet-single",), modes=("infer", "train"))
     del rows[1]["cell"]["batch_size"]
     path = factory.write_rows(tmp_path / "broken.jsonl", rows)
-    with pytest.raises(ResultsLoadError, match=r"broken\.jsonl line 2: .*cell\.batch_size"):
-        load_results([path])
+    loaded = load_results([path])
+    assert any(re.search(r"broken\.jsonl: line 2 is damaged \(.*cell\.batch_size", w) for w in loaded.warnings)
+    assert len(loaded.frame) == len(rows) - 1  # the good rows stay readable
+    del rows[0]["cell"]["batch_size"]
+    first = factory.write_rows(tmp_path / "first.jsonl", rows)
+    with pytest.raises(ResultsLoadError, match=r"first\.jsonl line 1: .*cell\.batch_size"):
+        load_results([first])  # a first line that is not a row: not a results file
 
 
 def test_an_ok_row_without_metrics_is_refused(tmp_path: Path) -> None:

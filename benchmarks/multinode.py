@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from benchmarks.cell import CellConfig
@@ -72,21 +72,42 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def expand_nodelist(text: str) -> list[str]:
-    """Host names of a SLURM node list: ``a,b``, ``node[01-04]``, ``gpu[1,3-4],cpu7``."""
-    hosts: list[str] = []
+def nodelist_hosts(text: str) -> Iterator[str]:
+    """Host names of a SLURM node list, one at a time: ``a,b``, ``node[01-04]``, ``gpu[1,3-4],cpu7``.
+
+    Lazy: ``node[1-999999999]`` names a billion hosts, and a node needs only the first.
+    """
     for match in re.finditer(r"([^,\[]+)(?:\[([^\]]*)\])?", text):
         prefix, ranges = match.group(1), match.group(2)
         if ranges is None:
-            hosts.append(prefix)
+            yield prefix
             continue
         for part in ranges.split(","):
             low, _, high = part.partition("-")
             if not low.isdigit() or (high and not high.isdigit()):
-                raise MultiNodeError(f"cannot read the SLURM node list {text!r}")
+                raise MultiNodeError(f"cannot read the SLURM node list {text[:200]!r}")
             for number in range(int(low), int(high or low) + 1):
-                hosts.append(f"{prefix}{number:0{len(low)}d}")
-    return hosts
+                yield f"{prefix}{number:0{len(low)}d}"
+
+
+def expand_nodelist(text: str) -> list[str]:
+    return list(nodelist_hosts(text))
+
+
+def first_host(text: str) -> str:
+    """The first host of a SLURM node list (the rendezvous host), without expanding the rest."""
+    host = next(nodelist_hosts(text.strip()), None)
+    if not host:
+        raise MultiNodeError("SLURM_JOB_NODELIST is empty: no host to meet at; give --rendezvous HOST:PORT")
+    return host
+
+
+def _slurm_number(env: Mapping[str, str], name: str, default: str) -> int:
+    value = env.get(name, default) or default
+    try:
+        return int(value)
+    except ValueError:
+        raise MultiNodeError(f"{name} must be a whole number, got {value[:100]!r}") from None
 
 
 def node_setup(
@@ -99,9 +120,9 @@ def node_setup(
 ) -> NodeSetup:
     """This node's setup: the options given, else SLURM's (``SLURM_NNODES``, ``SLURM_PROCID``,
     the first host of ``SLURM_JOB_NODELIST``, ``SLURM_JOB_ID``), else one node."""
-    slurm = int(env.get("SLURM_NNODES", "1") or 1) > 1 and "SLURM_JOB_NODELIST" in env
+    slurm = _slurm_number(env, "SLURM_NNODES", "1") > 1 and "SLURM_JOB_NODELIST" in env
     if nodes is None:
-        nodes = int(env["SLURM_NNODES"]) if slurm else 1
+        nodes = _slurm_number(env, "SLURM_NNODES", "1") if slurm else 1
     if nodes < 1:
         raise MultiNodeError(f"--nodes must be at least 1, got {nodes}")
     if nodes == 1:
@@ -109,7 +130,7 @@ def node_setup(
             raise MultiNodeError("--rendezvous and --node-rank are for --nodes 2 or more")
         return NodeSetup()
     if node_rank is None:
-        node_rank = int(env["SLURM_PROCID"]) if slurm and "SLURM_PROCID" in env else None
+        node_rank = _slurm_number(env, "SLURM_PROCID", "0") if slurm and "SLURM_PROCID" in env else None
     if node_rank is None:
         raise MultiNodeError("--nodes needs --node-rank R on each node (0 on the first), or SLURM's SLURM_PROCID")
     if not 0 <= node_rank < nodes:
@@ -117,7 +138,7 @@ def node_setup(
     if rendezvous:
         host, port = parse_endpoint(rendezvous)
     elif slurm:
-        host, port = expand_nodelist(env["SLURM_JOB_NODELIST"])[0], DEFAULT_PORT
+        host, port = first_host(env["SLURM_JOB_NODELIST"]), DEFAULT_PORT
     else:
         raise MultiNodeError("--nodes needs --rendezvous HOST:PORT (the first node's address), or a SLURM job")
     if not join_timeout_s > 0:

@@ -61,6 +61,27 @@ def test_under_slurm_the_options_come_from_the_environment():
     assert node_setup({}) == NodeSetup()  # no SLURM, no --nodes: one machine
 
 
+def test_a_huge_slurm_node_list_is_not_expanded_to_find_its_first_host():
+    env = {"SLURM_NNODES": "2", "SLURM_PROCID": "1", "SLURM_JOB_NODELIST": "node[1-999999999]", "SLURM_JOB_ID": "5"}
+    started = time.perf_counter()
+    assert node_setup(env).endpoint == "node1:29500"
+    assert time.perf_counter() - started < 5  # expanding it in full took 22 s, then MemoryError
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"SLURM_NNODES": "two", "SLURM_JOB_NODELIST": "a,b"}, "SLURM_NNODES must be a whole number, got 'two'"),
+        ({"SLURM_NNODES": "2", "SLURM_PROCID": "x", "SLURM_JOB_NODELIST": "a,b"}, "SLURM_PROCID must be a whole"),
+        ({"SLURM_NNODES": "2", "SLURM_PROCID": "0", "SLURM_JOB_NODELIST": ""}, "SLURM_JOB_NODELIST is empty"),
+        ({"SLURM_NNODES": "2", "SLURM_PROCID": "0", "SLURM_JOB_NODELIST": "n[a-b]"}, "cannot read the SLURM node"),
+    ],
+)
+def test_a_bad_slurm_environment_is_one_line(env, message):
+    with pytest.raises(MultiNodeError, match=message):
+        node_setup(env)
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

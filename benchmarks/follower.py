@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from benchmarks import frameworks
 from benchmarks.cell import CellConfig
 from benchmarks.runner import run_bounded, worker_command, worker_environment
 
@@ -20,7 +21,7 @@ class Part:
     """How this node's share of one cell ended."""
 
     cell: CellConfig
-    status: str  # "ok", "failed" (the launcher's exit code says) or "timeout"
+    status: str  # "ok", "failed" (the launcher's exit code says), or what the framework reads in its last words
     detail: str
 
 
@@ -31,6 +32,8 @@ def take_part(cell: CellConfig, timeout_s: float) -> Part:
         return Part(cell, "timeout", f"still running after {timeout_s:g} s; killed")
     if ended.returncode == 0:
         return Part(cell, "ok", "took part")
+    if explained := frameworks.get(cell.framework).explain_exit(cell.launch_cell(), ended.stderr):
+        return Part(cell, *explained)
     tail = " | ".join(line.strip() for line in ended.stderr.strip().splitlines()[-2:])
     return Part(cell, "failed", f"exit code {ended.returncode}: {tail[:300] or 'no output'}")
 

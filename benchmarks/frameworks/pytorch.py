@@ -8,6 +8,7 @@ data-parallel under DistributedDataParallel, launched by torchrun (gloo on CPU, 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -31,10 +32,12 @@ def torchrun_rendezvous(config: CellConfig) -> list[str]:
     the endpoint); no restarts, so a lost node ends the cell instead of re-forming the group.
     """
     is_host = int(config.node_rank == 0)
+    # How long a node waits to reach the store at the first node (torch's default: 60 s, per try): --join-timeout.
+    read_timeout = max(1, math.ceil(config.join_timeout_s))
     return ["-m", "torch.distributed.run", "--nnodes", str(config.nodes),
             "--nproc-per-node", str(config.devices_per_node), "--rdzv-backend", "c10d",
             "--rdzv-endpoint", config.rendezvous, "--rdzv-id", config.rdzv_id,
-            "--rdzv-conf", f"join_timeout={config.join_timeout_s:g},is_host={is_host}",
+            "--rdzv-conf", f"join_timeout={config.join_timeout_s:g},read_timeout={read_timeout},is_host={is_host}",
             "--max-restarts", "0"]  # fmt: skip
 
 
@@ -108,6 +111,11 @@ class PyTorch(Framework):
             if code < 0:
                 return "killed", f"worker killed by {signal.Signals(-code).name} under {XEON_LAUNCHER}"
             return "crashed", f"worker exited with code {code} under {XEON_LAUNCHER} without a result"
+        if config.nodes > 1 and "RendezvousConnectionError" in stderr:
+            return "timeout", (
+                f"could not reach the rendezvous store at {config.rendezvous} within {config.join_timeout_s:g} s "
+                "(--join-timeout): is node 0 running, and is its address reachable from here?"
+            )
         if config.nodes > 1 and "RendezvousTimeoutError" in stderr:
             return "timeout", (
                 f"not every node joined the rendezvous at {config.rendezvous} within {config.join_timeout_s:g} s "

@@ -346,9 +346,46 @@ def test_two_logical_devices_on_one_gpu(monkeypatch):
 # --- 12: the GPU check's plan -------------------------------------------------------------------
 
 
-def test_gpu_check_skips_absent_frameworks_in_one_line_each(monkeypatch, capsys):
+def set_c_toolchain(monkeypatch, folder, present: bool) -> bool:
+    """A C compiler and Python's headers (what torch.compile builds with) on this machine, or neither."""
     from benchmarks import gpu_check
 
+    include = folder / "include"
+    include.mkdir()
+    if present:
+        (include / "Python.h").write_text("")
+    monkeypatch.setattr(gpu_check.shutil, "which", lambda name: f"/usr/bin/{name}" if present else None)
+    monkeypatch.setattr(gpu_check.sysconfig, "get_paths", lambda: {"include": str(include)})
+    return present
+
+
+@pytest.fixture(params=[True, False], ids=["toolchain", "bare-image"])
+def c_toolchain(request, monkeypatch, tmp_path) -> bool:
+    return set_c_toolchain(monkeypatch, tmp_path, request.param)
+
+
+def test_gpu_check_says_once_that_compile_needs_a_c_toolchain(c_toolchain, monkeypatch, capsys):
+    from benchmarks import gpu_check
+
+    for name in frameworks.names():
+        monkeypatch.setattr(frameworks.get(name), "missing", lambda: None)
+    assert gpu_check.main(["--dry-run", "--results", "x.jsonl"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    skipped = [line for line in out if line.startswith("skipped")]
+    if c_toolchain:
+        assert not skipped and any("--compile" in line for line in out)
+    else:
+        assert skipped == [
+            "skipped torch compile: torch.compile needs a C compiler (cc, gcc or clang) and Python's headers "
+            "(Python.h), which this machine lacks (e.g. apt install gcc python3-dev)"
+        ]
+        assert not any("--compile" in line for line in out)
+
+
+def test_gpu_check_skips_absent_frameworks_in_one_line_each(monkeypatch, capsys, tmp_path):
+    from benchmarks import gpu_check
+
+    set_c_toolchain(monkeypatch, tmp_path, present=True)
     for name in frameworks.names():  # the check's plan must not depend on what this machine has installed
         monkeypatch.setattr(frameworks.get(name), "missing", lambda: None)
     monkeypatch.setattr(frameworks.get("keras"), "missing", lambda: "keras needs tensorflow")

@@ -11,6 +11,7 @@ spec layer, towers concatenated along the output axis (exactly the grouped layou
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -61,6 +62,12 @@ def lrn_formulation(device: torch.device) -> Callable[..., Tensor]:
     return lrn_window_sum
 
 
+def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast off for ``device_type``; nothing to turn off where autocast does not exist (meta tensors)."""
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cpu", "cuda"))(device_type)
+    return torch.autocast(device_type, enabled=False) if available else contextlib.nullcontext()
+
+
 class LocalResponseNorm(nn.Module):
     """The paper's LRN (section 3.3) within each of ``groups`` channel groups.
 
@@ -74,9 +81,13 @@ class LocalResponseNorm(nn.Module):
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def forward(self, x: Tensor) -> Tensor:
+        """Under autocast (bf16 cells) the normalisation runs in float32 and returns float32, as the Keras layer
+        does under mixed_bfloat16: a power of a sum of squares is what low precision gets wrong first, and the
+        next layer's autocast casts back down. Both frameworks follow the one rule."""
         n, c, h, w = x.shape
-        grouped = x.reshape(n * self.groups, c // self.groups, h, w)
-        out = lrn_formulation(x.device)(grouped, self.size, self.alpha, self.beta, self.k)
+        with _no_autocast(x.device.type):
+            grouped = x.float().reshape(n * self.groups, c // self.groups, h, w)
+            out = lrn_formulation(x.device)(grouped, self.size, self.alpha, self.beta, self.k)
         return out.reshape(n, c, h, w)
 
     def extra_repr(self) -> str:

@@ -140,3 +140,22 @@ def test_keras_lrn_keeps_an_explicit_dtype_and_still_normalises_in_float32(mixed
     x_seen = keras.ops.convert_to_numpy(keras.ops.cast(x, "float32"))
     expected = paper_lrn(x_seen, channel_axis=-1)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), expected, rtol=1e-2)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_torch_lrn_computes_in_float32_under_bf16_autocast_as_keras_does(deterministic):
+    """One rule in both frameworks: under mixed bf16 the LRN takes its bf16 input up to float32, normalises and
+    returns float32 (the Keras layer above); the next layer's autocast casts back down."""
+    x = torch.from_numpy(X_NCHW).to(torch.bfloat16)
+    conv = torch.nn.Conv2d(12, 12, 1)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = LocalResponseNorm(**PAPER, groups=2)(x)
+            after = conv(out)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert out.dtype == torch.float32 and after.dtype == torch.bfloat16
+    x_seen = x.float().numpy()
+    np.testing.assert_allclose(out.numpy(), paper_lrn(x_seen, groups=2), rtol=1e-5)

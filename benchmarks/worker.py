@@ -18,6 +18,7 @@ from benchmarks import frameworks
 from benchmarks.cell import CellConfig, PreparedCell
 from benchmarks.lifeline import die_with_current_parent
 from benchmarks.measure.environment import cpu_run_settings
+from benchmarks.measure.machine_load import LoadMeter
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from benchmarks.multinode import is_reporter, peer_lost, topology
@@ -59,7 +60,7 @@ def _measure_prepared(
     warmup_times = time_steps(cell.step, cell.sync, max(config.warmup - 1, 0))
     if cell.reset_peak_memory:
         cell.reset_peak_memory()
-    with NvmlSampler() as nvml:
+    with NvmlSampler() as nvml, LoadMeter() as load:
         if config.time_budget_s > 0:
             step_times, budget = time_by_budget(
                 cell.step,
@@ -97,6 +98,11 @@ def _measure_prepared(
         "warmup_step_s": warmup_times,
         "step_times_s": step_times,
         "timing_budget": budget,
+        # Other processes' CPU time and steal over the timed steps; a multi-process cell counts its other ranks too.
+        "machine_load": {
+            **load.report(),
+            "processes_in_cell": config.devices_per_node if config.parallel == "data" else 1,
+        },
         "flops_per_image": flops_per_image,
         "flops_note": "forward conv+dense FLOPs from the spec; training counted as 3x forward",
         "achieved_flops_per_s": achieved,

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,8 @@ def test_a_real_cell_gives_figures_and_its_environment(tmp_path):
     assert (nvml["available"], nvml["devices"]) == (False, []) and nvml["error"]
     assert row.environment["framework"]["torch"].startswith("2.")
     assert row.cell["variant"] == "cifar100-single" and row.key == TINY.key()
+    load = metrics["machine_load"]  # how busy the machine was beside the timed steps
+    assert load["processes_in_cell"] == 1 and (load["measured"] is (Path("/proc/stat").exists()))
 
 
 def test_out_of_memory_becomes_an_oom_row():

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ SMALL_RUN = ("-b", "2", "--steps", "1", "--warmup", "1", "--repeats", "1", "--ti
 SMALL_TRAIN = ("-b", "8", "--max-train-images", "16")
 SMALL_PARITY = ("-b", "4", "--parity-steps", "3")
 COMMAND_TIMEOUT_S = 600
+SIDE_BY_SIDE = 2  # scenarios running at once
 
 
 # --- collecting the README's commands ----------------------------------------------------------------------------
@@ -342,37 +344,68 @@ def read_rows(path: Path) -> list[dict]:
 INSTALLED, LEFT_OUT = frameworks.installed(frameworks.default_names())
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
-def test_readme_command_runs(name, tmp_path):
-    scenario = SCENARIOS[name]
-    absent = [line for framework in scenario.needs if (line := frameworks.get(framework).missing())]
-    if absent:
-        pytest.skip(f"this environment lacks a framework the command names: {'; '.join(absent)}")
-    (tmp_path / "home").mkdir()
-    scenario.setup(tmp_path)
+Ended = tuple[list[str], int, str, str]  # a command, its exit code, stdout, stderr
+
+
+def run_scenario(scenario: Scenario, folder: Path) -> tuple[Path, list[Ended]]:
+    """Run the scenario's commands in ``folder``: in order (stopping at the first failure), or side by side."""
+    (folder / "home").mkdir()
+    scenario.setup(folder)
     port = free_port()
-    commands = [(argv(step, tmp_path, port), environment(step, tmp_path)) for step in scenario.steps]
-    if scenario.together:
-        started = [
-            subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for command, env in commands
-        ]
-        ended = []
-        for process in started:
-            try:
-                out, err = process.communicate(timeout=COMMAND_TIMEOUT_S)
-            finally:
-                process.kill()
-            ended.append((process.args, process.returncode, out, err))
-    else:
+    commands = [(argv(step, folder, port), environment(step, folder)) for step in scenario.steps]
+    if not scenario.together:
         ended = []
         for command, env in commands:
             done = subprocess.run(
-                command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+                command, cwd=folder, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
             )
             ended.append((command, done.returncode, done.stdout, done.stderr))
             if done.returncode != 0:
                 break
+        return folder, ended
+    started = [
+        subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command, env in commands
+    ]
+    ended = []
+    for process in started:
+        try:
+            out, err = process.communicate(timeout=COMMAND_TIMEOUT_S)
+        finally:
+            process.kill()
+        ended.append((process.args, process.returncode, out, err))
+    return folder, ended
+
+
+def missing_frameworks(scenario: Scenario) -> list[str]:
+    return [line for framework in scenario.needs if (line := frameworks.get(framework).missing())]
+
+
+@pytest.fixture(scope="module")
+def scenario_runs(request, tmp_path_factory) -> dict[str, Future]:
+    """Every selected scenario, started at once two at a time: most of a command's time is one process importing a
+    framework (one core), so two side by side use both cores. Each test then waits for its own."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_readme_command_runs"
+    ]
+    pool = ThreadPoolExecutor(max_workers=SIDE_BY_SIDE, thread_name_prefix="readme")
+    runs = {
+        name: pool.submit(run_scenario, SCENARIOS[name], tmp_path_factory.mktemp(name))
+        for name in selected
+        if not missing_frameworks(SCENARIOS[name])
+    }
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_readme_command_runs(name, scenario_runs):
+    scenario = SCENARIOS[name]
+    if absent := missing_frameworks(scenario):
+        pytest.skip(f"this environment lacks a framework the command names: {'; '.join(absent)}")
+    tmp_path, ended = scenario_runs[name].result()
     for command, returncode, out, err in ended:
         said = f"{shlex.join(command[1:])}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}"
         assert returncode == 0, said

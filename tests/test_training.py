@@ -7,6 +7,7 @@ from benchmarks.accuracy.training import (
     TrainConfig,
     Trainer,
     TrainingData,
+    TrainingDiverged,
     cross_entropy,
     dropout_masks,
     epoch_batches,
@@ -100,6 +101,25 @@ def test_run_training_drives_epochs_and_records_the_curve():
     assert history["top1"] == 1.0 and history["time_to_target_s"] is not None
     assert trainer.masks == [None] * 8 and history["update_rule"].startswith("paper (")
     assert history["dropout"] == "each framework's own generator"
+
+
+class DivergingTrainer(MemorisingTrainer):
+    """Its loss blows up at the third step, as a too-high rate on a tiny batch does."""
+
+    def train_step(self, images, labels, masks=None) -> float:
+        super().train_step(images, labels, masks)
+        return float("nan") if self.steps >= 3 else 2.0
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_with_where_and_what_to_change():
+    data = random_data(20, 6, 4)
+    trainer = DivergingTrainer(data.y_test)
+    config = TrainConfig("torch", epochs=4, batch_size=8)
+    with pytest.raises(
+        TrainingDiverged, match=r"the loss became nan at step 3 \(epoch 2, rate 0.01\).*--learning-rate"
+    ):
+        run_training(config, data, trainer)
+    assert trainer.steps == 3  # nothing trained past the divergence
 
 
 def test_shared_dropout_hands_each_step_its_own_masks():

@@ -10,6 +10,7 @@ own generator, unless ``shared_dropout`` asks for masks drawn here in NumPy from
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -190,6 +191,10 @@ def optimiser_metrics(config: TrainConfig) -> dict:
     }
 
 
+class TrainingDiverged(ArithmeticError):
+    """The loss became inf or NaN: the run has no figures left to report, only where it went wrong."""
+
+
 def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval_batch: int = 256) -> dict:
     """Train for ``config.epochs`` epochs, evaluating after each; returns the history."""
     import time
@@ -211,6 +216,12 @@ def run_training(config: TrainConfig, data: TrainingData, trainer: Trainer, eval
                 trainer.set_learning_rate(step_rate)
                 rate = step_rate
             step_losses.append(take_step(config, data, trainer, arch, len(step_losses), batch))
+            if not math.isfinite(step_losses[-1]):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {step_losses[-1]} at step {len(step_losses)} (epoch "
+                    f"{epoch + 1}, rate {rate:g}); lower --learning-rate, lengthen --warmup-epochs or raise the batch "
+                    f"size (now {config.batch_size})"
+                )
         epoch_seconds = time.perf_counter() - start
         train_seconds += epoch_seconds
         start = time.perf_counter()

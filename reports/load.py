@@ -44,9 +44,15 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
         raise ResultsLoadError("no results files given")
     records: list[dict] = []
     warnings: list[str] = []
+    read: dict[tuple[int, int], Path] = {}
     for path in map(Path, paths):
         if not path.is_file():
             raise ResultsLoadError(f"{path}: no such results file")
+        identity = (path.stat().st_dev, path.stat().st_ino)  # a link or a second spelling is the same file
+        if identity in read:
+            warnings.append(f"{path} is the same file as {read[identity]}: read once")
+            continue
+        read[identity] = path
         if _is_pytest_benchmark(path):
             records += pytest_benchmark_records(path)
         else:

@@ -450,3 +450,13 @@ def test_bench_run_summary_still_renders_failed_cells(sweep_file: Path) -> None:
     text = console.file.getvalue()
     assert "oom" in text and "imagenet-single" in text
     assert "run-to-run spread: not measured (one process per cell)" in text  # said, not hidden
+
+
+def test_a_file_given_twice_or_through_a_link_is_read_once(tmp_path: Path, sweep_file: Path) -> None:
+    once = load_results([sweep_file])
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(sweep_file)
+    for paths in ([sweep_file, sweep_file], [sweep_file, link]):
+        twice = load_results(paths)
+        assert len(twice.frame) == len(once.frame)  # repeats are not doubled, the spread not narrowed
+        assert any(f"{paths[1]} is the same file as {sweep_file}: read once" in w for w in twice.warnings)

@@ -32,6 +32,16 @@ def test_a_module_that_does_not_import_is_reported_not_raised():
     assert "cannot import tests.no_such_framework_module" in problem
 
 
+def test_a_plugin_that_raises_keyboard_interrupt_on_import_is_one_warning(tmp_path):
+    (tmp_path / "hostile_plugin.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, frameworks.PLUGINS_VARIABLE: "hostile_plugin", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "bench.py", "variants"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot import hostile_plugin: KeyboardInterrupt" in done.stderr and "cifar100-split" in done.stdout
+
+
 def test_the_fake_framework_runs_a_quick_best_sweep_and_appears_in_the_report(tmp_path):
     results, report = tmp_path / "r.jsonl", tmp_path / "report"
     env = {**os.environ, frameworks.PLUGINS_VARIABLE: "tests.fake_framework"}

@@ -106,7 +106,9 @@ def load_plugins(modules: str | None = None) -> list[str]:
     for module in filter(None, (m.strip() for m in (modules or os.environ.get(PLUGINS_VARIABLE, "")).split(","))):
         try:
             importlib.import_module(module)
-        except Exception as error:  # noqa: BLE001 - any failure of a user's module is reported, not raised
+        # Any failure of a user's module is reported, not raised; KeyboardInterrupt too, which a module may raise on
+        # import as well as Ctrl-C may: it happens before the command line can say "interrupted".
+        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001
             problems.append(f"{PLUGINS_VARIABLE}: cannot import {module}: {type(error).__name__}: {error}")
     return problems
 

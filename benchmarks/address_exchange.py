@@ -7,7 +7,9 @@ rendezvous uses) that node 0 serves at that endpoint, waits for the other nodes,
 whole list in node-rank order. Nodes whose keys differ are refused here, before TensorFlow starts.
 
 The exchange runs in its own short process (``python -m benchmarks.address_exchange``), so the
-measuring worker never imports torch: its peak memory is part of the results.
+measuring worker never imports torch: its peak memory is part of the results. It answers as every
+child does (``benchmarks.process``): one ``RESULT`` line, with the addresses, or with the status
+"timeout" (a node did not join in time) or "failed" (the nodes disagree, or the options cannot work).
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from datetime import timedelta
 
 from benchmarks.cell import CellConfig
 from benchmarks.multinode import MultiNodeError, check_same_cell, parse_endpoint
+from benchmarks.process import read_result, run_bounded, write_result
 
-TIMED_OUT = 3  # exit code of the exchange when a node did not join in time
-REFUSED = 2  # exit code when the nodes disagree or the options cannot work
 STARTUP_GRACE_S = 60.0  # the exchange process's own start-up (importing torch) beyond the join timeout
 
 
@@ -87,33 +88,30 @@ def _serve_until_read(store, counter: str, read: int, config: CellConfig) -> Non
 
 def cluster_addresses(config: CellConfig) -> list[str]:
     """Run the exchange in its own process (see the module's docstring); raise what it reports."""
-    from benchmarks.runner import run_bounded
-
     command = [sys.executable, "-m", "benchmarks.address_exchange", config.to_json()]
     ended = run_bounded(command, dict(os.environ), config.join_timeout_s + STARTUP_GRACE_S)
     if ended.returncode is None:
         raise JoinTimeout(f"the address exchange for {config.rendezvous} did not end; killed")
-    if ended.returncode == 0:
-        return json.loads(ended.stdout.strip().splitlines()[-1])
-    last = (ended.stderr.strip().splitlines() or [f"exit code {ended.returncode}"])[-1]
-    if ended.returncode == TIMED_OUT:
-        raise JoinTimeout(last)
-    raise MultiNodeError(last)
+    result = read_result(ended.stdout)
+    if result is None:
+        last = (ended.stderr.strip().splitlines() or [f"exit code {ended.returncode}"])[-1]
+        raise MultiNodeError(last)
+    if result["status"] == "ok":
+        return result["addresses"]
+    raise (JoinTimeout if result["status"] == "timeout" else MultiNodeError)(result["error"])
 
 
 def main(argv: list[str] | None = None) -> int:
     (text,) = argv if argv is not None else sys.argv[1:]
     config = CellConfig.from_dict(json.loads(text))
     try:
-        addresses = exchange(config)
+        result = {"status": "ok", "addresses": exchange(config)}
     except JoinTimeout as error:
-        sys.stderr.write(f"{error}\n")
-        return TIMED_OUT
+        result = {"status": "timeout", "error": str(error)}
     except MultiNodeError as error:
-        sys.stderr.write(f"{error}\n")
-        return REFUSED
-    sys.stdout.write(json.dumps(addresses) + "\n")
-    return 0
+        result = {"status": "failed", "error": str(error)}
+    write_result(result)
+    return 0 if result["status"] == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The parent of every job: one worker process per job, each row saved the moment it finishes.
 
 The parent never imports a framework. It launches ``benchmarks.worker`` the way the job's
-framework says (torchrun for PyTorch data-parallel cells), reads its one ``RESULT`` line, and
-turns anything else (a crash, a kill, a timeout) into a failed row with its reason, so the sweep
-goes on. The same loop runs throughput cells (``bench.py run``) and training runs (``bench.py
-train``); ``run_selfcheck`` runs the harness-overhead check, which writes no row.
+framework says (torchrun for PyTorch data-parallel cells), reads its one ``RESULT`` line
+(``benchmarks.process``, the protocol of every child), and turns anything else (a crash, a kill,
+a timeout) into a failed row with its reason, so the sweep goes on. The same loop runs throughput
+cells (``bench.py run``) and training runs (``bench.py train``); ``run_selfcheck`` runs the
+harness-overhead check, which writes no row.
 
 Workers never outlive the parent: each asks the kernel to kill it when its parent dies
 (``benchmarks.lifeline``; torchrun's ranks when torchrun dies), and an interrupted parent
@@ -13,23 +14,17 @@ Workers never outlive the parent: each asks the kernel to kill it when its paren
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from benchmarks import frameworks
 from benchmarks.cell import CellConfig
-from benchmarks.lifeline import die_with_parent
-from benchmarks.measure.environment import ROOT
+from benchmarks.process import ROOT, run_bounded, run_process  # noqa: F401  run_bounded: benchmarks.follower's
 from benchmarks.results import Job, ResultRow, append_row, new_run_id
-from benchmarks.worker import RESULT_PREFIX
 
 
 class WorkerJob(Job, Protocol):
@@ -89,78 +84,6 @@ def worker_environment(job: WorkerJob | None = None, gpu_uuids: Sequence[str] = 
     if job is not None:
         env.update(frameworks.get(job.framework).worker_environment(job.launch_cell()))
     return env
-
-
-def _failure_from_exit(returncode: int, stderr: str) -> tuple[str, str]:
-    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        reason = " (out of memory: the kernel's OOM killer, or kill -9)" if returncode == -signal.SIGKILL else ""
-        return "killed", f"worker killed by {name}{reason}"
-    return "crashed", f"worker exited with code {returncode} without a result: {tail or 'no output'}"
-
-
-@dataclass(frozen=True)
-class Ended:
-    """How a bounded process ended: its exit code (None: killed at the time limit) and its output."""
-
-    returncode: int | None
-    stdout: str
-    stderr: str
-
-
-def run_bounded(command: list[str], env: dict[str, str], timeout_s: float, keep_stdout: bool = True) -> Ended:
-    """Run ``command`` from the project's root in its own process group, tied to this process
-    (``benchmarks.lifeline``), for at most ``timeout_s``; past it, or on Ctrl-C, the whole group is
-    killed (a launcher and the processes it started), never left behind."""
-    parent = os.getpid()
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: a timeout or Ctrl-C kills torchrun's children too
-        preexec_fn=lambda: die_with_parent(parent),
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        return Ended(None, "", "")
-    except BaseException:
-        _kill_group(process)
-        raise
-    return Ended(process.returncode, stdout or "", stderr or "")
-
-
-def run_process(
-    command: list[str],
-    env: dict[str, str],
-    timeout_s: float,
-    explain: Callable[[str], tuple[str, str] | None] = lambda stderr: None,
-) -> dict:
-    """Run a worker command and read its RESULT line; a worker without one becomes a failure.
-
-    ``explain`` may name the failure from the launcher's last words (a node that never joined).
-    """
-    ended = run_bounded(command, env, timeout_s)
-    if ended.returncode is None:
-        return {"status": "timeout", "error": f"no result within {timeout_s:g} s; worker killed"}
-    results = [line[len(RESULT_PREFIX) :] for line in ended.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if results:
-        return json.loads(results[-1])
-    status, error = explain(ended.stderr) or _failure_from_exit(ended.returncode, ended.stderr)
-    return {"status": status, "error": error}
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 def run_worker(

@@ -2,7 +2,8 @@
 
 Run by the runner as ``python -m benchmarks.worker --config '<json>'`` (under torchrun for
 PyTorch data-parallel cells). It imports exactly one framework. The result is the last stdout
-line starting with ``RESULT ``; everything else on stdout/stderr is the frameworks' chatter.
+line starting with ``RESULT `` (``benchmarks.process``, the protocol every child speaks);
+everything else on stdout/stderr is the frameworks' chatter.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from benchmarks.measure.machine_load import LoadMeter
 from benchmarks.measure.memory import NvmlSampler, current_rss_bytes, peak_rss_bytes
 from benchmarks.measure.timing import summarize, time_by_budget, time_steps
 from benchmarks.multinode import is_reporter, peer_lost, topology
+from benchmarks.process import RESULT_PREFIX, write_result  # noqa: F401  RESULT_PREFIX: benchmarks.accuracy.parity's
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 
-RESULT_PREFIX = "RESULT "
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "resourceexhausted", "oom when")
 
 
@@ -171,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "traceback": traceback.format_exc()[-4000:],
         }
     if reporter:
-        sys.stdout.write(RESULT_PREFIX + json.dumps(result, allow_nan=False) + "\n")
-        sys.stdout.flush()
+        write_result(result)
     return 0 if result["status"] == "ok" else 1
 
 

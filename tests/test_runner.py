@@ -56,7 +56,7 @@ def test_a_worker_killed_with_sigkill_mid_cell_is_recorded_and_the_sweep_goes_on
         started.append(process)
         return process
 
-    monkeypatch.setattr(runner.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)  # the one every child starts with
 
     def kill_first_worker():
         while not started:

@@ -13,8 +13,7 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.measure.memory import nvml_gpus
-
-ROOT = Path(__file__).resolve().parents[2]  # the project root, where bench.py is
+from benchmarks.process import ROOT
 
 
 def cpu_model() -> str:

@@ -124,7 +124,7 @@ def test_torchrun_meets_at_the_first_node_with_a_c10d_rendezvous():
         "--rdzv-backend": "c10d",
         "--rdzv-endpoint": "10.1.2.3:29400",
         "--rdzv-id": "job7-0",
-        "--rdzv-conf": "join_timeout=40,is_host=0",
+        "--rdzv-conf": "join_timeout=40,read_timeout=40,is_host=0",
         "--max-restarts": "0",
     }
     assert command[-4:-1] == ["-m", "benchmarks.worker", "--config"]

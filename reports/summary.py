@@ -55,3 +55,15 @@ def render_throughput(frame: pd.DataFrame, console: Console) -> None:
         table.add_row(variant, mode, str(batch), setup, *cells)
     console.print(table)
     console.print(spread_note(summarize_cells(frame)), highlight=False)
+
+
+def render_sweep(rows: list, console: Console, best: bool = False) -> None:
+    """What ``bench.py run`` shows at the end: the throughput table, the --best table when asked, the findings."""
+    from reports.best import render_best
+    from reports.findings import build_findings, render_findings
+
+    frame = rows_to_frame(rows)
+    render_throughput(frame, console)
+    if best:
+        render_best(frame, console)
+    render_findings(build_findings(frame), console)

@@ -47,6 +47,7 @@ def compare(
     """
     from benchmarks.results import ResultsFileError
     from reports.compare import compare, parse_threshold
+    from reports.compare_report import render, to_markdown
 
     missing = [str(path) for path in (base, new) if not path.is_file()]
     if missing:
@@ -56,9 +57,9 @@ def compare(
     except (ResultsFileError, ValueError) as error:
         raise fail(str(error)) from None
     if markdown:
-        print(result.to_markdown())
+        print(to_markdown(result))
     else:
-        result.render(console)
+        render(result, console)
     if result.nothing_to_compare:
         raise fail(f"nothing to compare: {base} and {new} have no cell in common")
     raise typer.Exit(1 if result.has_regressions else 0)

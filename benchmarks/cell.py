@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import ClassVar
 
 from benchmarks.results import job_key, known_fields
@@ -32,12 +33,42 @@ LEARNING_RATE = 0.01
 BASELINE_FAST_PATHS = ("fp32", "TF32")  # the plain model in strict fp32 or in TF32: no fast path taken
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """One fast path: the cell fields it sets, the option that asks for it, and how labels name it."""
+
+    name: str  # what adapters list (``Framework.fast_paths``)
+    option: str  # how users ask for it
+    change: dict  # the cell's fields, from the plain fp32 model (``--best`` applies it to a baseline)
+    label: str  # its part of a configuration's label, e.g. "bf16+compiled"
+
+    def used_by(self, cell: object) -> bool:
+        """Whether ``cell`` (a CellConfig, or anything with its fields) takes this fast path."""
+        return all(getattr(cell, name) == value for name, value in self.change.items() if name != "math_mode")
+
+
+# Every fast path, in the order ``--best`` tries them. A fast path is a CellConfig field (or two, for bf16) and one
+# entry here: the matrix, ``--best``, the adapters' refusals and the labels all read this list.
+FAST_PATHS = (
+    FastPath("channels_last", "--channels-last", {"channels_last": True}, "channels_last"),
+    FastPath("compiled", "--compile", {"compiled": True}, "compiled"),
+    FastPath("bf16", "--precision bf16", {"precision": "bf16", "math_mode": "bf16"}, "bf16"),
+    FastPath("xeon_launch", "--xeon-launch", {"xeon_launch": True}, "xeon-launch"),
+)
+LABEL_ORDER = ("bf16", "TF32", "compiled", "channels_last", "xeon-launch")  # how a configuration's label reads
+
+
+def fast_path(name: str) -> FastPath:
+    return next(path for path in FAST_PATHS if path.name == name)
+
+
 def math_mode_label(math_mode: str) -> str:
     """How reports name a math mode: 'TF32' where it was used, 'fp32' (strict) and 'bf16' as they are."""
     return "TF32" if math_mode == "tf32" else math_mode
 
 
-def _implied_math_mode(precision: str) -> str:
+def implied_math_mode(precision: str) -> str:
+    """The math mode of a cell that names none (rows written before the field existed)."""
     return "bf16" if precision == "bf16" else "fp32"
 
 
@@ -48,13 +79,11 @@ def fast_path_label(
     math_mode: str = "",
     xeon_launch: bool = False,
 ) -> str:
-    """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none; 'tf32' under TF32)."""
-    parts = [precision] if precision != "fp32" else []
+    """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none; 'TF32' under TF32)."""
+    fields = {"precision": precision, "compiled": compiled, "channels_last": channels_last, "xeon_launch": xeon_launch}
+    parts = [path.label for path in FAST_PATHS if path.used_by(SimpleNamespace(**fields))]
     parts += ["TF32"] if math_mode == "tf32" else []
-    parts += ["compiled"] if compiled else []
-    parts += ["channels_last"] if channels_last else []
-    parts += ["xeon-launch"] if xeon_launch else []
-    return "+".join(parts) or "fp32"
+    return "+".join(sorted(parts, key=LABEL_ORDER.index)) or "fp32"
 
 
 @dataclass(frozen=True)
@@ -81,7 +110,8 @@ class CellConfig:
     # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
     time_budget_s: float = 0.0
     target_precision: float = 0.0
-    # "" (rows written before the field existed): the mode the precision implies, see ``math``.
+    # fp32 (strict), tf32 or bf16; "" (rows written before the field existed) is read as the mode the precision
+    # implies. The sweep's options are checked once, where the cells are planned (benchmarks.matrix).
     math_mode: str = ""
     # Several machines (benchmarks.multinode): ``gpus`` is per node; data-parallel over all of them.
     nodes: int = 1
@@ -91,15 +121,8 @@ class CellConfig:
     join_timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.math_mode and self.math_mode not in MATH_MODES:
-            raise ValueError(f"unknown math mode {self.math_mode!r}; valid: {', '.join(MATH_MODES)}")
-        if (self.math_mode == "bf16") != (self.precision == "bf16") and self.math_mode:
-            raise ValueError(f"math mode {self.math_mode} does not go with precision {self.precision}")
-
-    @property
-    def math(self) -> str:
-        """The math mode the cell runs in: its own, or for an old cell the one its precision implies."""
-        return self.math_mode or _implied_math_mode(self.precision)
+        if not self.math_mode:  # one form from here on: the mode the cell runs in
+            object.__setattr__(self, "math_mode", implied_math_mode(self.precision))
 
     @property
     def devices_per_node(self) -> int:
@@ -138,7 +161,7 @@ class CellConfig:
             for k, v in asdict(self).items()
             if not (k in KEY_OPTIONAL and not v) and k not in PLACEMENT and not (k == "nodes" and v == 1)
         }
-        if self.math_mode in ("", _implied_math_mode(self.precision)):
+        if self.math_mode == implied_math_mode(self.precision):
             fields_.pop("math_mode")  # what cells before the field ran: old keys still match
         return job_key(fields_)  # fields at their defaults left out: old keys still match
 
@@ -160,7 +183,7 @@ class CellConfig:
         return f"{self.framework} {self.variant}{impl}{fast} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
 
     def fast_paths(self) -> str:
-        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math, self.xeon_launch)
+        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math_mode, self.xeon_launch)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

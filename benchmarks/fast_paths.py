@@ -14,15 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from benchmarks import frameworks
-from benchmarks.cell import CellConfig
+from benchmarks.cell import FAST_PATHS, CellConfig
 from implementations.variants import SPLIT_IMPLS, get_variant
-
-_VARIATIONS = {
-    "channels_last": {"channels_last": True},
-    "compiled": {"compiled": True},
-    "bf16": {"precision": "bf16", "math_mode": "bf16"},
-    "xeon_launch": {"xeon_launch": True},
-}
 
 
 def candidates(baseline: CellConfig, native_bf16: bool) -> list[CellConfig]:
@@ -35,9 +28,9 @@ def candidates(baseline: CellConfig, native_bf16: bool) -> list[CellConfig]:
     if get_variant(baseline.variant).is_split and baseline.parallel == "none":
         other = next(impl for impl in SPLIT_IMPLS if impl != baseline.split_impl)
         found.append(replace(baseline, split_impl=other))
-    for path, change in _VARIATIONS.items():
-        if path == "bf16" and not (native_bf16 or baseline.gpus > 0):
+    for path in FAST_PATHS:
+        if path.name == "bf16" and not (native_bf16 or baseline.gpus > 0):
             continue
-        if framework.fast_path_applies(path, baseline):
-            found.append(replace(baseline, **change))
+        if framework.fast_path_applies(path.name, baseline):
+            found.append(replace(baseline, **path.change))
     return found

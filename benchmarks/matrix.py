@@ -52,9 +52,7 @@ class SweepOptions:
     quick: bool = False
     seed: int = 0
     precision: str = "fp32"
-    math_mode: str | None = (
-        None  # fp32 (strict) or tf32 for fp32 cells; None: fp32 on CPU, GPU_DEFAULT_MATH_MODE on GPU
-    )
+    math_mode: str | None = None  # fp32 (strict) or tf32 for fp32 cells; None: fp32 on CPU, tf32 on GPU
     compiled: bool = False
     channels_last: bool = False
     xeon_launch: bool = False  # PyTorch on CPUs: start workers through torch.backends.xeon.run_cpu
@@ -217,17 +215,17 @@ def plan(options: SweepOptions) -> list[CellConfig]:
             impls = ["grouped"]  # no towered layer: both formulations are the same model
         for impl in impls:
             cell = CellConfig(
-                framework,
-                variant,
-                mode,
-                batch,
-                impl,
-                gpus,
-                simulated,
-                steps,
-                warmup,
-                repeat,
-                options.seed,
+                framework=framework,
+                variant=variant,
+                mode=mode,
+                batch_size=batch,
+                split_impl=impl,
+                gpus=gpus,
+                simulate_devices=simulated,
+                steps=steps,
+                warmup=warmup,
+                repeat=repeat,
+                seed=options.seed,
                 precision=options.precision,
                 compiled=options.compiled,
                 channels_last=options.channels_last,

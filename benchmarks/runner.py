@@ -25,6 +25,7 @@ from benchmarks import frameworks
 from benchmarks.cell import CellConfig
 from benchmarks.process import ROOT, run_bounded, run_process  # noqa: F401  run_bounded: benchmarks.follower's
 from benchmarks.results import Job, ResultRow, append_row, new_run_id
+from implementations.keras_backend import default_keras_backend
 
 
 class WorkerJob(Job, Protocol):
@@ -72,7 +73,7 @@ def worker_environment(job: WorkerJob | None = None, gpu_uuids: Sequence[str] = 
     env.update(
         {
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA's device numbers then match NVML's
-            "KERAS_BACKEND": env.get("KERAS_BACKEND", "tensorflow"),
+            "KERAS_BACKEND": default_keras_backend(env),
             "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),

@@ -91,7 +91,7 @@ def _measure_prepared(
         # Several devices: the ceiling is one device's, so the fraction is per device that computes (simulated
         # devices share one).
         ceiling["fraction_of_ceiling"] = achieved / config.physical_devices / ceiling["ceiling_flops_per_s"]
-        ceiling["ceiling_math_mode"] = config.math
+        ceiling["ceiling_math_mode"] = config.math_mode
     figures = {
         **timing,
         "build_s": build_s,
@@ -109,7 +109,7 @@ def _measure_prepared(
         "achieved_flops_per_s": achieved,
         **ceiling,
         **energy,
-        "math_mode": config.math,
+        "math_mode": config.math_mode,
         "memory": memory,
         # The worker's own thread variables, allocator and affinity: launchers (torchrun, run_cpu) set some.
         "environment": {**cell.environment, "cpu_run_settings": cpu_run_settings()},

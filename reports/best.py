@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 from benchmarks import frameworks
 from benchmarks.cell import BASELINE_FAST_PATHS
 from reports.ceilings import device_ceiling, per_device_gflops
-from reports.tables import ReportTable, display_names, throughput_rows
+from reports.cell_summary import display_names, throughput_rows
+from reports.render import ReportTable, terminal_table
 
 GROUP = ["environment", "framework", "variant", "mode", "batch_size", "device_setup"]
 BEST_NOTE = (
@@ -62,43 +62,11 @@ def best_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def render_best(frame: pd.DataFrame, console: Console) -> None:
-    table = Table(title="Fastest configuration per framework and variant (--best)", title_justify="left")
-    for header in (
-        "framework",
-        "variant",
-        "mode",
-        "batch",
-        "devices",
-        "winner",
-        "img/s",
-        "x baseline",
-        "of ceiling",
-        "others (x baseline)",
-    ):
-        table.add_column(
-            header, justify="right" if header in ("batch", "img/s", "x baseline", "of ceiling") else "left"
-        )
-    for row in best_frame(frame).itertuples():
-        fraction = "—" if pd.isna(row.fraction_of_ceiling) else f"{row.fraction_of_ceiling:.0%}"
-        rate = "—" if pd.isna(row.images_per_s) else f"{row.images_per_s:,.1f}"
-        ratio = "—" if pd.isna(row.vs_baseline) else f"{row.vs_baseline:.2f}"
-        table.add_row(
-            row.framework,
-            row.variant,
-            row.mode,
-            str(row.batch_size),
-            row.device_setup,
-            row.winner,
-            rate,
-            ratio,
-            fraction,
-            row.others,
-        )
-    console.print(table)
+    """The --best table in the terminal, as the report shows it."""
     console.print(
-        BEST_NOTE,
-        highlight=False,
+        terminal_table(_table(best_frame(frame)), title="Fastest configuration per framework and variant (--best)")
     )
+    console.print(BEST_NOTE, highlight=False)
 
 
 def best_table(frame: pd.DataFrame) -> ReportTable | None:
@@ -106,20 +74,21 @@ def best_table(frame: pd.DataFrame) -> ReportTable | None:
     best = best_frame(frame)
     if best.empty or best["configurations"].max() < 2:
         return None
-    table = display_names(best.drop(columns=["baseline_images_per_s", "configurations"])).rename(
-        columns={
-            "images_per_s": "img/s",
-            "vs_baseline": "x baseline",
-            "fraction_of_ceiling": "of ceiling",
-            "device_ceiling_gflops": "ceiling GFLOP/s",
-            "others": "others (x baseline)",
-        }
-    )
-    if table["environment"].nunique() == 1:
-        table = table.drop(columns=["environment"])
+    return _table(best)
+
+
+def _table(best: pd.DataFrame) -> ReportTable:
+    columns = {
+        "images_per_s": "img/s",
+        "vs_baseline": "x baseline",
+        "fraction_of_ceiling": "of ceiling",
+        "device_ceiling_gflops": "ceiling GFLOP/s",
+        "others": "others (x baseline)",
+    }
+    table = display_names(best.drop(columns=["baseline_images_per_s", "configurations"], errors="ignore"))
     return ReportTable(
         "Fastest configuration per framework and variant",
-        table,
+        table.rename(columns=columns),
         [BEST_NOTE, "each other configuration changes one thing from the baseline; its ratio is to the baseline."],
         {"x baseline": ".2f", "of ceiling": ".0%"},
     )

@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from reports.best import best_table
+from reports.cell_summary import CELL_KEYS, DISPLAY_NAMES, summarize_cells
 from reports.findings import build_findings
 from reports.load import LoadedFrame, flat_frame, load_results
 from reports.plots import Plot, make_plots
-from reports.render import Report, Section, render_html, render_markdown
+from reports.render import Report, ReportTable, Section, render_html, render_markdown
 from reports.tables import (
-    ReportTable,
     accuracy_curves,
     accuracy_tables,
     backends_table,
@@ -27,7 +27,6 @@ from reports.tables import (
     layer_shapes_table,
     memory_table,
     scaling_table,
-    summarize_cells,
     variants_table,
 )
 
@@ -52,22 +51,11 @@ def failures_table(frame: pd.DataFrame) -> ReportTable:
     if frame.empty:
         return ReportTable("Failed cells", pd.DataFrame(), empty_text=empty)
     failed = frame[frame["status"] != "ok"]
-    columns = [
-        "environment",
-        "framework",
-        "variant",
-        "split_impl",
-        "mode",
-        "batch_size",
-        "device_setup",
-        "repeat",
-        "status",
-        "error",
-    ]
+    columns = [key for key in CELL_KEYS if key != "fast_path"] + ["repeat", "status", "error"]
     table = failed[columns].copy()
     table["error"] = [str(e)[:200] if isinstance(e, str) else None for e in table["error"]]
     table["where"] = [f"{Path(s).name}:{line}" for s, line in zip(failed["source"], failed["line"], strict=True)]
-    table = table.rename(columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl"})
+    table = table.rename(columns=DISPLAY_NAMES)
     return ReportTable("Failed cells", table, ["figures of failed cells are missing, not zero."], empty_text=empty)
 
 

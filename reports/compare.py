@@ -23,12 +23,15 @@ dedicated machine): beyond it, every cell that lost more than ``threshold`` is a
 (whole run)". With fewer cells the shift cannot be told from a change, and only changes beyond
 ``drift`` count.
 
-Verdicts: "regression" when the cell lost more than ``threshold`` of its base throughput, and
-of the run's shift, AND the adjusted p < ``alpha``; "improved" likewise for a gain; otherwise
-"no change" only when the detectable change is within ``threshold``, else "inconclusive: need
-about N repeats" (N processes per side, from the same spread). With one process on each side
-the run-to-run spread is unknown and the verdict is inconclusive. A cell that succeeded in the
-base and fails in the new results is "broken", which counts as a regression.
+Verdicts (:class:`Verdict`, an outcome with the figures that explain it): "regression" when the
+cell lost more than ``threshold`` of its base throughput, and of the run's shift, AND the adjusted
+p < ``alpha``; "improved" likewise for a gain; otherwise "no change" only when the detectable
+change is within ``threshold``, else "inconclusive: need about N repeats" (N processes per side,
+from the same spread). With one process on each side the run-to-run spread is unknown and the
+verdict is inconclusive. A cell that succeeded in the base and fails in the new results is
+"broken", which counts as a regression.
+
+This module computes; ``reports.compare_report`` writes the words and renders the tables.
 """
 
 from __future__ import annotations
@@ -36,39 +39,99 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from reports.cell_summary import summarize_cells, throughput_rows
 from reports.load import load_results
-from reports.render import format_value, markdown_table
 from reports.statistics import MAX_REPEATS, cell_median, holm, process_test, repeats_needed
-from reports.tables import ReportTable, summarize_cells, throughput_rows
 
 COMPARE_KEYS = ["framework", "variant", "split_impl", "fast_path", "mode", "batch_size", "device_setup"]
-REGRESSED = ("regression", "regression (whole run)", "broken")
 MIN_CELLS_FOR_SHIFT = 4  # cells with a change on both sides before their median is taken as the run's shift
 # How far a whole run of one build moves between two invocations: up to 24% (median over 8 cells) in
 # four A/A pairs of ``run --quick`` run minutes apart on a shared 2-core cloud VM, 30% an hour apart
 # (README, "How far two runs of one build differ"). Users set their own machine's with --drift.
 DEFAULT_DRIFT = 0.25
-VERDICT_STYLE = {
-    "regression": "red",
-    "regression (whole run)": "red",
-    "broken": "red",
-    "improved": "green",
-    "improved (whole run)": "green",
-    "fixed": "green",
-}
+MIN_REPEATS = 3  # processes per side for a first estimate of the run-to-run spread
+
+
+class Outcome(Enum):
+    """What became of a cell, in the order a comparison lists them (regressions first)."""
+
+    BROKEN = "broken"
+    REGRESSION = "regression"
+    REGRESSION_WHOLE_RUN = "regression (whole run)"
+    FAILED_IN_BOTH = "failed in both"
+    UNTESTED = "untested"
+    IMPROVED = "improved"
+    IMPROVED_WHOLE_RUN = "improved (whole run)"
+    FIXED = "fixed"
+    INCONCLUSIVE = "inconclusive"
+    NO_CHANGE = "no change"
+
+    @property
+    def regressed(self) -> bool:
+        return self in (Outcome.BROKEN, Outcome.REGRESSION, Outcome.REGRESSION_WHOLE_RUN)
+
+    @property
+    def improved(self) -> bool:
+        return self in (Outcome.FIXED, Outcome.IMPROVED, Outcome.IMPROVED_WHOLE_RUN)
+
+    @property
+    def rank(self) -> int:
+        """Where the cell sorts: broken, regressions, failures, untested, improvements, inconclusive, no change."""
+        return RANKS[self]
+
+
+RANKS = {Outcome.BROKEN: 0, Outcome.REGRESSION: 1, Outcome.REGRESSION_WHOLE_RUN: 1, Outcome.FAILED_IN_BOTH: 2}
+RANKS |= {Outcome.UNTESTED: 3, Outcome.IMPROVED: 4, Outcome.IMPROVED_WHOLE_RUN: 4, Outcome.FIXED: 5}
+RANKS |= {Outcome.INCONCLUSIVE: 7, Outcome.NO_CHANGE: 9}
+
+
+class Doubt(Enum):
+    """Why an inconclusive cell could not be judged."""
+
+    ONE_PROCESS = "one process per side"  # the run-to-run spread was not measured
+    NEEDS_REPEATS = "needs repeats"  # the test could not see a change of the threshold's size
+    TOO_NOISY = "too noisy"  # ... and would need more than MAX_REPEATS processes
+    WITHIN_DRIFT = "within drift"  # too few cells to know the run's shift, and a change a whole run can make
+    OPPOSED = "opposed"  # it changed one way against its base, the other way against the run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A cell's outcome, and for an inconclusive one why, with the figure that says so."""
+
+    outcome: Outcome
+    doubt: Doubt | None = None
+    repeats: int | None = None  # NEEDS_REPEATS: about how many processes per side; ONE_PROCESS, TOO_NOISY: the bound
+    drift: float = math.nan  # WITHIN_DRIFT: the allowance
+    change: float = math.nan  # OPPOSED: against the base ...
+    vs_run: float = math.nan  # ... and against the run
+
+    def text(self) -> str:
+        """The verdict in words, as tables print it (e.g. "inconclusive: need about 12 repeats")."""
+        reason = {
+            Doubt.ONE_PROCESS: f"need at least {self.repeats} repeats",
+            Doubt.NEEDS_REPEATS: f"need about {self.repeats} repeats",
+            Doubt.TOO_NOISY: f"need over {self.repeats} repeats (too noisy here)",
+            Doubt.WITHIN_DRIFT: f"within the {self.drift:.0%} drift between invocations (compare "
+            f"{MIN_CELLS_FOR_SHIFT}+ cells)",
+            Doubt.OPPOSED: f"{self.change:+.0%} against base, {self.vs_run:+.0%} against the run",
+        }.get(self.doubt)
+        return f"{self.outcome.value}: {reason}" if reason else self.outcome.value
 
 
 @dataclass
-class ComparisonResult:
-    """Per-cell verdicts, cells present on one side only, and what makes the comparison doubtful."""
+class CompareResult:
+    """Per-cell figures and verdicts, cells present on one side only, and what makes the comparison doubtful.
+
+    ``cells`` has one line per cell in both: its keys, the figures of ``judge``, ``outcome`` (a Verdict) and
+    ``verdict`` (its words).
+    """
 
     cells: pd.DataFrame
     added: pd.DataFrame
@@ -85,7 +148,9 @@ class ComparisonResult:
 
     @property
     def regressions(self) -> pd.DataFrame:
-        return self.cells[self.cells["verdict"].isin(REGRESSED)] if not self.cells.empty else self.cells
+        if self.cells.empty:
+            return self.cells
+        return self.cells[[verdict.outcome.regressed for verdict in self.cells["outcome"]]]
 
     @property
     def nothing_to_compare(self) -> bool:
@@ -93,124 +158,10 @@ class ComparisonResult:
         return self.cells.empty
 
     def counts(self) -> dict[str, int]:
-        """Cells per verdict ("inconclusive: need about N repeats" counted as inconclusive), added, removed."""
-        verdicts = self.cells["verdict"].str.split(":").str[0] if not self.cells.empty else pd.Series(dtype=str)
-        return {**verdicts.value_counts().to_dict(), "added": len(self.added), "removed": len(self.removed)}
-
-    def headline(self) -> str:
-        if self.nothing_to_compare:
-            return (
-                f"Nothing to compare: no cell is in both sets of results (base has {len(self.removed)}, "
-                f"new has {len(self.added)}; listed above)."
-            )
-        parts = ", ".join(f"{n} {verdict}" for verdict, n in self.counts().items())
-        return (
-            f"{len(self.cells)} cells compared ({parts}). {self.shift_sentence()} Regression: more than "
-            f"{self.threshold:.0%} slower, also against the run's shift (vs run), AND p < {self.alpha:g} in a t-test "
-            "of the log per-process medians against that shift (each repeat is a process; p Holm-adjusted over the "
-            f"{len(self.cells)} cells). detectable: the smallest change against the run's shift the test would "
-            "catch 80% of the time with these processes (spread: SD of the log per-process medians); when it exceeds "
-            f"{self.threshold:.0%}, a cell without a significant change is inconclusive, not unchanged: rerun both "
-            "sides with the repeats it names."
-        )
-
-    def shift_sentence(self) -> str:
-        """What the whole run did, and how it was judged."""
-        if math.isnan(self.shift):
-            return (
-                f"Fewer than {MIN_CELLS_FOR_SHIFT} cells: a change of the whole run (the machine between two "
-                f"invocations) cannot be told from a change of a cell, so only changes beyond the {self.drift:.0%} "
-                "drift allowance (--drift) count."
-            )
-        if abs(self.shift) > self.drift:
-            return (
-                f"The whole run moved by {self.shift:+.1%} (median over the cells), beyond the {self.drift:.0%} a "
-                "run of one build drifts between invocations (--drift): the machine or a change that touches every "
-                "cell."
-            )
-        return (
-            f"The whole run moved by {self.shift:+.1%} (median over the cells), within the {self.drift:.0%} a run "
-            "of one build drifts between invocations (--drift): each cell is judged against that shift."
-        )
-
-    def table(self) -> ReportTable:
-        columns = {
-            **{k: k for k in COMPARE_KEYS},
-            "base_images_per_s": "base img/s",
-            "new_images_per_s": "new img/s",
-            "change": "change",
-            "vs_run": "vs run",
-            "detectable": "detectable",
-            "p_value": "p",
-            "base_processes": "procs base",
-            "new_processes": "procs new",
-            "spread": "spread",
-            "verdict": "verdict",
-            "note": "note",
-        }
-        frame = self.cells[list(columns)].rename(columns=columns) if not self.cells.empty else pd.DataFrame()
-        if not frame.empty and (frame["note"] == "").all():
-            frame = frame.drop(columns="note")
-        frame = frame.rename(
-            columns={"batch_size": "batch", "device_setup": "devices", "split_impl": "impl", "fast_path": "fast path"}
-        )
-        return ReportTable(
-            "Comparison",
-            frame,
-            [self.headline()],
-            {"change": "+.1%", "vs run": "+.1%", "detectable": ".1%", "p": ".2g", "spread": ".1%"},
-            empty_text="Nothing to compare: no cell is in both sets of results.",
-        )
-
-    def to_markdown(self) -> str:
-        """The comparison as Markdown: warnings, the per-cell table, then added and removed cells."""
-        parts = [f"> **warning:** {w}" for w in self.warnings]
-        parts.append(markdown_table(self.table(), level=2))
-        for title, frame in (
-            ("Only in the new results (added)", self.added),
-            ("Only in the base results (removed)", self.removed),
-        ):
-            if not frame.empty:
-                parts.append(markdown_table(ReportTable(title, frame), level=3))
-        return "\n".join(parts)
-
-    def render(self, console: Console) -> None:
-        """The comparison in the terminal, regressions in red."""
-        for warning in self.warnings:
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-        if self.nothing_to_compare:
-            for title, frame in (("base", self.removed), ("new", self.added)):
-                console.print(f"{title} has {len(frame)} cells:", highlight=False)
-                for line in frame.itertuples(index=False):
-                    console.print(f"  {_plain(line)}", highlight=False)
-            console.print(self.headline(), highlight=False)
-            return
-        table = self.table()
-        rich_table = Table(title="Comparison: base -> new", title_justify="left")
-        for column in table.frame.columns:
-            rich_table.add_column(
-                str(column),
-                justify="left"
-                if column in (*COMPARE_KEYS, "impl", "fast path", "devices", "verdict", "note")
-                else "right",
-            )
-        for row in table.frame.itertuples(index=False):
-            cells = [
-                escape(format_value(v, table.formats.get(c))) for c, v in zip(table.frame.columns, row, strict=True)
-            ]
-            verdict = row[table.frame.columns.get_loc("verdict")]
-            style = VERDICT_STYLE.get(verdict, "yellow" if verdict.startswith("inconclusive") else None)
-            rich_table.add_row(*cells, style=style)
-        console.print(rich_table)
-        for title, frame in (("added", self.added), ("removed", self.removed)):
-            for line in frame.itertuples(index=False):
-                console.print(f"{title}: {_plain(line)}", highlight=False)
-        console.print(self.headline(), highlight=False)
-
-
-def _plain(values: Sequence) -> str:
-    """A cell's fields as one line, its names (read from a file) escaped so rich prints them as they are."""
-    return escape(" ".join(str(value) for value in values))
+        """Cells per outcome (every inconclusive one counted as "inconclusive"), added, removed."""
+        outcomes = [verdict.outcome.value for verdict in self.cells.get("outcome", [])]
+        return {**pd.Series(outcomes, dtype=object).value_counts().to_dict(), "added": len(self.added),
+                "removed": len(self.removed)}  # fmt: skip
 
 
 def parse_threshold(text: str, what: str = "threshold") -> float:
@@ -223,9 +174,6 @@ def parse_threshold(text: str, what: str = "threshold") -> float:
     if not 0 <= value < 1:
         raise ValueError(f"{what} {text!r} must be a fraction below 1; write it as 5% or 0.05")
     return value
-
-
-MIN_REPEATS = 3  # processes per side for a first estimate of the run-to-run spread
 
 
 def _cell_rate(cell: pd.Series, processes: list[list[float]]) -> float:
@@ -251,6 +199,7 @@ def judge(
     ``shift`` is the whole run's change the cell is tested against; ``floor`` a change a verdict
     must also exceed (the drift allowance, when there are too few cells to know the shift).
     ``compare`` then applies Holm's adjustment over all cells and settles the verdicts.
+    The line carries the Verdict as ``outcome`` and its words as ``verdict``.
     """
     base_processes = base_processes if base_processes is not None else [base["samples"]] * bool(base["samples"])
     new_processes = new_processes if new_processes is not None else [new["samples"]] * bool(new["samples"])
@@ -270,40 +219,47 @@ def judge(
         "note": "",
     }
     if not base_ok or not new_ok:
-        verdict = {(True, False): "broken", (False, True): "fixed"}.get((base_ok, new_ok), "failed in both")
+        outcome = {(True, False): Outcome.BROKEN, (False, True): Outcome.FIXED}.get(
+            (base_ok, new_ok), Outcome.FAILED_IN_BOTH
+        )
         line["note"] = f"base {base['status']}, new {new['status']}"
-        return {**line, "verdict": verdict}
+        return _settled(line, Verdict(outcome))
     line["change"] = line["new_images_per_s"] / line["base_images_per_s"] - 1
     line["vs_run"] = (1 + line["change"]) / (1 + shift) - 1
     if not base_processes or not new_processes:
-        return {**line, "verdict": "untested", "note": "no per-step samples on one side"}
+        return _settled({**line, "note": "no per-step samples on one side"}, Verdict(Outcome.UNTESTED))
     test = process_test(base_processes, new_processes, alpha / max(cells, 1), math.log1p(shift))
     line.update(p_value=test.p_value, detectable=test.detectable, spread=test.spread)
     if math.isnan(test.p_value):
         line["note"] = "one process per side: steps within a process are not independent samples of a rerun"
-        return {**line, "verdict": f"inconclusive: need at least {MIN_REPEATS} repeats"}
-    return {**line, "verdict": _verdict(line, test.p_value, threshold, alpha, cells, floor)}
+        return _settled(line, Verdict(Outcome.INCONCLUSIVE, Doubt.ONE_PROCESS, repeats=MIN_REPEATS))
+    return _settled(line, _verdict(line, test.p_value, threshold, alpha, cells, floor))
 
 
-def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: int, floor: float = 0.0) -> str:
+def _settled(line: dict, verdict: Verdict) -> dict:
+    """The line with its verdict, as data (``outcome``) and as words (``verdict``)."""
+    line.update(outcome=verdict, verdict=verdict.text())
+    return line
+
+
+def _verdict(line: dict, p_value: float, threshold: float, alpha: float, cells: int, floor: float = 0.0) -> Verdict:
     significant = p_value < alpha
     bar = max(threshold, floor)
     if line["change"] < -bar and line["vs_run"] < -threshold and significant:
-        return "regression"
+        return Verdict(Outcome.REGRESSION)
     if line["change"] > bar and line["vs_run"] > threshold and significant:
-        return "improved"
+        return Verdict(Outcome.IMPROVED)
     if significant and abs(line["change"]) > threshold and abs(line["vs_run"]) > threshold:
         if floor > 0:
-            more = f"compare {MIN_CELLS_FOR_SHIFT}+ cells"
-            return f"inconclusive: within the {floor:.0%} drift between invocations ({more})"
+            return Verdict(Outcome.INCONCLUSIVE, Doubt.WITHIN_DRIFT, drift=floor)
         # e.g. slower than its base but faster than the whole run: each reading says the opposite
-        return f"inconclusive: {line['change']:+.0%} against base, {line['vs_run']:+.0%} against the run"
+        return Verdict(Outcome.INCONCLUSIVE, Doubt.OPPOSED, change=line["change"], vs_run=line["vs_run"])
     if line["detectable"] > threshold:
         needed = repeats_needed(line["spread"], threshold, alpha / max(cells, 1))
         if needed is None or needed >= MAX_REPEATS:
-            return f"inconclusive: need over {MAX_REPEATS} repeats (too noisy here)"
-        return f"inconclusive: need about {needed} repeats"
-    return "no change"
+            return Verdict(Outcome.INCONCLUSIVE, Doubt.TOO_NOISY, repeats=MAX_REPEATS)
+        return Verdict(Outcome.INCONCLUSIVE, Doubt.NEEDS_REPEATS, repeats=needed)
+    return Verdict(Outcome.NO_CHANGE)
 
 
 def _settle(lines: list[dict], threshold: float, alpha: float, floor: float) -> None:
@@ -312,7 +268,7 @@ def _settle(lines: list[dict], threshold: float, alpha: float, floor: float) -> 
     adjusted = holm([lines[i]["p_value"] for i in tested])
     for i, p in zip(tested, adjusted, strict=True):
         lines[i]["p_value"] = p
-        lines[i]["verdict"] = _verdict(lines[i], p, threshold, alpha, len(lines), floor)
+        _settled(lines[i], _verdict(lines[i], p, threshold, alpha, len(lines), floor))
 
 
 def run_shift(changes: Sequence[float]) -> float:
@@ -327,13 +283,14 @@ def _mark_whole_run(lines: list[dict], shift: float, threshold: float, drift: fl
     """A shift beyond the drift allowance: every cell that moved with it beyond the threshold says so."""
     if math.isnan(shift) or abs(shift) <= max(drift, threshold):
         return
+    judged = (Outcome.REGRESSION, Outcome.IMPROVED, Outcome.BROKEN, Outcome.FIXED)
     for line in lines:
-        if line["verdict"] in ("regression", "improved", "broken", "fixed") or math.isnan(line["change"]):
+        if line["outcome"].outcome in judged or math.isnan(line["change"]):
             continue
         if shift < 0 and line["change"] < -threshold:
-            line["verdict"] = "regression (whole run)"
+            _settled(line, Verdict(Outcome.REGRESSION_WHOLE_RUN))
         elif shift > 0 and line["change"] > threshold:
-            line["verdict"] = "improved (whole run)"
+            _settled(line, Verdict(Outcome.IMPROVED_WHOLE_RUN))
 
 
 def _processes(frame: pd.DataFrame) -> dict[tuple, list[list[float]]]:
@@ -362,7 +319,7 @@ def compare(
     threshold: float = 0.05,
     alpha: float = 0.05,
     drift: float = DEFAULT_DRIFT,
-) -> ComparisonResult:
+) -> CompareResult:
     """Compare the cells of ``new_paths`` against ``base_paths``; see the module docstring for the rule."""
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold must be a fraction in [0, 1), got {threshold}")
@@ -384,13 +341,13 @@ def compare(
     if base_cells.empty or new_cells.empty:
         added = new_cells[COMPARE_KEYS].reset_index(drop=True) if not new_cells.empty else empty_keys
         removed = base_cells[COMPARE_KEYS].reset_index(drop=True) if not base_cells.empty else empty_keys
-        return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
+        return CompareResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
     common = [key for key in base_cells.index if key in new_cells.index]
     added = new_cells.loc[[k for k in new_cells.index if k not in base_cells.index], COMPARE_KEYS]
     removed = base_cells.loc[[k for k in base_cells.index if k not in new_cells.index], COMPARE_KEYS]
     if not common:
         added, removed = added.reset_index(drop=True), removed.reset_index(drop=True)
-        return ComparisonResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
+        return CompareResult(pd.DataFrame(), added, removed, warnings, threshold, alpha, drift)
     base_processes, new_processes = _processes(base.frame), _processes(new.frame)
 
     shift = run_shift(
@@ -421,19 +378,9 @@ def compare(
     ]
     _settle(lines, threshold, alpha, floor)
     _mark_whole_run(lines, shift, threshold, drift)
-    order = {
-        "broken": 0,
-        "regression": 1,
-        "regression (whole run)": 1,
-        "failed in both": 2,
-        "untested": 3,
-        "improved": 4,
-        "improved (whole run)": 4,
-        "fixed": 5,
-    }
     cells = pd.DataFrame(lines)
-    rank = cells["verdict"].map(lambda v: order.get(v, 7 if v.startswith("inconclusive") else 9))
+    rank = cells["outcome"].map(lambda verdict: verdict.outcome.rank)
     cells = cells.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
-    return ComparisonResult(
+    return CompareResult(
         cells, added.reset_index(drop=True), removed.reset_index(drop=True), warnings, threshold, alpha, drift, shift
     )

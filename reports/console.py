@@ -1,12 +1,15 @@
 """What the commands print while they work: a progress bar, one line per finished job, the selfcheck table.
 
+Rendering only: the commands run the work (``benchmarks.request.run_request``) and pass these callbacks in.
+
 Every user-supplied string that reaches rich goes through ``escape``: a variant, path or error
 containing ``[`` would otherwise be read as markup.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,29 +19,22 @@ from rich.table import Table
 from benchmarks.cell import CellConfig
 from benchmarks.results import ResultRow
 
-if TYPE_CHECKING:
-    from benchmarks.sweep import Sweep
-
 
 def job_label(job: object) -> str:
     label = getattr(job, "label", None)
     return label() if callable(label) else f"{job.framework} {job.variant} on {job.dataset}"
 
 
-def run_with_progress(sweep: Sweep, console: Console, noun: str, **options: object) -> list[ResultRow]:
-    """Run a sweep under a progress bar, one line per finished job; a start line per job when piped.
-
-    ``options`` are ``benchmarks.runner.run_sweep``'s (timeout, memory cap, GPUs).
-    """
-    from benchmarks.measure.environment import machine_environment
-    from benchmarks.sweep import execute
-
+@contextmanager
+def progress_callbacks(console: Console, noun: str, total: int) -> Iterator[tuple[Callable, Callable]]:
+    """(on_start, on_row) for ``benchmarks.request.run_request``: a progress bar, one line per finished job, and a
+    start line per job when the output is piped. The bar goes away on any exit, Ctrl-C included."""
     line = cell_line if noun == "cell" else accuracy_line
     with progress(console) as bar:
-        task = bar.add_task("starting", total=len(sweep.todo))
+        task = bar.add_task("starting", total=total)
 
         def on_start(index: int, job: object) -> None:
-            what = escape(f"{noun} {index + 1}/{len(sweep.todo)}: {job_label(job)}")
+            what = escape(f"{noun} {index + 1}/{total}: {job_label(job)}")
             bar.update(task, description=what)
             if not console.is_terminal:
                 console.print(f"start  {what}", highlight=False)
@@ -48,28 +44,21 @@ def run_with_progress(sweep: Sweep, console: Console, noun: str, **options: obje
             bar.console.print(line(row), highlight=False)
 
         try:
-            return execute(sweep, machine_environment(), on_start=on_start, on_row=on_row, **options)
+            yield on_start, on_row
         except KeyboardInterrupt:
             bar.stop()
             raise
 
 
-def take_part(cells: list[CellConfig], setup: object, timeout_s: float, console: Console) -> int:
-    """A node other than the first: take part in every cell, write nothing, exit 0 (node 0 writes the rows)."""
-    from benchmarks.follower import take_part_in_all
+def follower_header(cells: int, node_rank: int, nodes: int, endpoint: str) -> str:
+    """What a node other than the first says before it takes part in the cells."""
+    where = escape(endpoint)
+    return f"node {node_rank} of {nodes}: taking part in {cells} cells at {where}; node 0 writes the rows"
 
-    console.print(
-        f"node {setup.node_rank} of {setup.nodes}: taking part in {len(cells)} cells at {escape(setup.endpoint)}; "
-        "node 0 writes the rows",
-        highlight=False,
-    )
 
-    def on_part(index: int, part: object) -> None:
-        what = escape(f"{index + 1}/{len(cells)} {part.cell.label()}: {part.status} ({part.detail})")
-        console.print(f"cell {what}", highlight=False)
-
-    take_part_in_all(cells, timeout_s, on_part)
-    return 0
+def part_line(index: int, cells: int, part: object) -> str:
+    """How this node's share of one cell ended (``benchmarks.follower.Part``)."""
+    return f"cell {escape(f'{index + 1}/{cells} {part.cell.label()}: {part.status} ({part.detail})')}"
 
 
 def progress(console: Console) -> Progress:

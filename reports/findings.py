@@ -1,6 +1,6 @@
 """The short list a report opens with: what the rows say, each figure with its configuration and interval.
 
-Computed from the per-cell summary the report tables use (``reports.tables.summarize_cells``):
+Computed from the per-cell summary the report tables use (``reports.cell_summary.summarize_cells``):
 
 - which framework is faster per mode, and by how much (Keras/PyTorch with its 95% bootstrap interval);
 - what the paper's two-tower split gains over the single tower, per framework;
@@ -25,7 +25,7 @@ from rich.markup import escape
 from benchmarks import frameworks
 from benchmarks.cell import BASELINE_FAST_PATHS, math_mode_label
 from reports.ceilings import device_ceiling, device_kind, per_device_gflops
-from reports.tables import config_label, fastest_cell, ratio_interval, summarize_cells, winner
+from reports.cell_summary import config_label, fastest_cell, ratio_interval, summarize_cells, winner
 
 SETUP = ["mode", "batch_size", "device_setup"]
 INTERVAL_NOTE = (

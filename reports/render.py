@@ -1,4 +1,5 @@
-"""Reports as Markdown (pipe tables for a terminal or a PR comment) and as one self-contained HTML page.
+"""Reports as Markdown (pipe tables for a terminal or a PR comment) and as one self-contained HTML page, and the
+one table model (``ReportTable``) every report table is, rendered alike in Markdown, HTML and the terminal.
 
 Both open with the findings (``reports.findings``), then the environment block. Numbers get a
 precision that suits their size; missing figures show as an em dash, never as zero; failed cells
@@ -11,14 +12,16 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import pandas as pd
+from rich.markup import escape
+from rich.table import Table
 
 from reports.findings import findings_html, findings_markdown
 from reports.plots import Plot
-from reports.tables import ReportTable
 
 MISSING = "—"
 ENVIRONMENT_FIELDS = {
@@ -35,6 +38,22 @@ ENVIRONMENT_FIELDS = {
     "rows": "rows",
     "sources": "files",
 }
+
+
+@dataclass
+class ReportTable:
+    """A titled table with the notes that say how to read it; ``formats`` maps a column to a format spec.
+
+    One table, three renderings: ``markdown_table``, ``html_table`` and ``terminal_table``. ``styles``, one per
+    row (or empty), colours a row in the terminal (e.g. "red" for a regression).
+    """
+
+    title: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    empty_text: str = "No data for this table in these results."
+    styles: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +126,19 @@ def _cells(table: ReportTable, frame: pd.DataFrame) -> list[list[str]]:
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def terminal_table(table: ReportTable, title: str | None = None, right: Sequence[str] = ()) -> Table:
+    """The table for a terminal (rich): the same cells as Markdown and HTML, numbers (and the ``right`` columns)
+    right-aligned, rows in their ``styles``; text from files is escaped so rich prints it as it is."""
+    frame = _visible(table)
+    out = Table(title=table.title if title is None else title, title_justify="left")
+    for column in frame.columns:
+        out.add_column(str(column), justify="right" if _is_numeric(frame[column]) or column in right else "left")
+    styles = table.styles or [None] * len(frame)
+    for row, style in zip(_cells(table, frame), styles, strict=True):
+        out.add_row(*map(escape, row), style=style)
+    return out
 
 
 def markdown_table(table: ReportTable, level: int = 3) -> str:

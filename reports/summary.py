@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from reports.cell_summary import spread_note, summarize_cells, throughput_rows
 from reports.load import frame_from_rows
-from reports.tables import spread_note, summarize_cells, throughput_rows
+from reports.render import ReportTable, terminal_table
 
 
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -22,28 +22,23 @@ def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
 def _cell_text(group: pd.DataFrame) -> str:
     ok = group[group["status"] == "ok"]
     if ok.empty:
-        return f"[red]{group['status'].iloc[0]}[/]"
+        return group["status"].iloc[0]
     median = ok["images_per_s"].median()
     spread = (ok["images_per_s_q75"] - ok["images_per_s_q25"]).median() / 2
     return f"{median:,.1f} ± {spread:,.1f}"
 
 
-def render_throughput(frame: pd.DataFrame, console: Console) -> None:
-    """images/s (median ± half the IQR) per cell, Keras and PyTorch side by side.
+def throughput_table(frame: pd.DataFrame) -> ReportTable:
+    """images/s (median ± half the IQR) per cell, the frameworks side by side.
 
     Split variants name the formulation each framework ran (grouped or towers); fast paths
     other than plain fp32 are named too.
     """
-    if frame.empty:
-        console.print("no throughput results to show")
-        return
     keys = ["variant", "mode", "batch_size", "device_setup"]
     frameworks = sorted(frame["framework"].unique())
-    table = Table(title="Throughput, images/s (median ± half IQR of per-step rates)", title_justify="left")
-    for header in ["variant", "mode", "batch", "devices", *frameworks]:
-        table.add_column(header, justify="right" if header in ("batch", *frameworks) else "left")
+    lines = []
     for (variant, mode, batch, setup), group in frame.groupby(keys, sort=False):
-        cells = []
+        line = {"variant": variant, "mode": mode, "batch": str(batch), "devices": setup}
         for framework in frameworks:
             parts = []
             mine = group[group["framework"] == framework]
@@ -51,7 +46,29 @@ def render_throughput(frame: pd.DataFrame, console: Console) -> None:
                 names = [impl] if "split" in variant else []
                 names += [fast] if fast != "fp32" else []
                 parts.append(_cell_text(part) + (f" ({'+'.join(names)})" if names else ""))
-            cells.append("\n".join(parts))
-        table.add_row(variant, mode, str(batch), setup, *cells)
-    console.print(table)
-    console.print(spread_note(summarize_cells(frame)), highlight=False)
+            line[framework] = "\n".join(parts)
+        lines.append(line)
+    title = "Throughput, images/s (median ± half IQR of per-step rates)"
+    return ReportTable(title, pd.DataFrame(lines), [spread_note(summarize_cells(frame))])
+
+
+def render_throughput(frame: pd.DataFrame, console: Console) -> None:
+    """The throughput table in the terminal, and the run-to-run spread it saw."""
+    if frame.empty:
+        console.print("no throughput results to show")
+        return
+    table = throughput_table(frame)
+    console.print(terminal_table(table, right=["batch", *frame["framework"].unique()]))
+    console.print(table.notes[0], highlight=False)
+
+
+def render_sweep(rows: list, console: Console, best: bool = False) -> None:
+    """What ``bench.py run`` shows at the end: the throughput table, the --best table when asked, the findings."""
+    from reports.best import render_best
+    from reports.findings import build_findings, render_findings
+
+    frame = rows_to_frame(rows)
+    render_throughput(frame, console)
+    if best:
+        render_best(frame, console)
+    render_findings(build_findings(frame), console)

@@ -54,16 +54,17 @@ def test_run_plans_for_the_host_it_finds(host_gpus, host_bf16, monkeypatch, tmp_
     runs the real thing on this machine, which the suite shows as a CPU without native bf16).
     """
     import bench
+    import cli.run
     from benchmarks.matrix import default_cell_timeout
     from tests.fakes_gpu import UUIDS
 
     started = {}
 
-    def execute(sweep, noun, timeout_s, memory_limit_gb=None, **options):
-        started.update(cells=sweep.jobs, timeout_s=timeout_s, **options)
+    def execute(planned, noun):
+        started.update(cells=planned.sweep.jobs, timeout_s=planned.timeout_s, gpu_uuids=planned.gpu_uuids)
         raise typer.Exit(0)
 
-    monkeypatch.setattr(bench, "execute_with_progress", execute)
+    monkeypatch.setattr(cli.run, "execute", execute)
     args = ["run", "-f", "torch", "-v", "cifar100-single", "-m", "infer", "-b", "8", "--repeats", "1", "--best"]
     args += ["--no-report", "--results", str(tmp_path / "r.jsonl")]
     done = CliRunner().invoke(bench.app, args)

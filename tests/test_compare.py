@@ -16,6 +16,7 @@ import bench
 from benchmarks.cell import CellConfig
 from benchmarks.matrix import CPU_DEFAULT, QUICK
 from reports.compare import compare, judge, parse_threshold
+from reports.compare_report import headline, render, to_markdown
 from reports.load import load_results
 
 SMALL = {"variants": ("imagenet-single",), "modes": ("train", "infer")}
@@ -63,7 +64,7 @@ def test_a_whole_run_that_drifts_like_a_shared_machine_is_not_a_regression(tmp_p
     assert not result.has_regressions, result.cells[["change", "vs_run", "p_value", "verdict"]]
     assert result.shift == pytest.approx(-0.15, abs=0.03)
     assert (result.cells["vs_run"].abs() < 0.1).all()  # what is left is the processes' own noise
-    assert "within the 25% a run of one build drifts" in result.headline()
+    assert "within the 25% a run of one build drifts" in headline(result)
     pooled = compare([base], [new], drift=0.0)  # a dedicated machine, whose runs do not drift
     assert set(pooled.cells["verdict"]) == {"regression (whole run)"}
 
@@ -73,7 +74,7 @@ def test_a_whole_run_twice_as_slow_is_a_regression_of_every_cell(tmp_path: Path)
     base, new = _files(tmp_path, factory.sweep(seed=1, **NOISY), factory.sweep(seed=2, slowdown=2.0, **NOISY))
     result = compare([base], [new])
     assert result.has_regressions and set(result.cells["verdict"]) == {"regression (whole run)"}
-    assert result.shift == pytest.approx(-0.5, abs=0.03) and "beyond the 25%" in result.headline()
+    assert result.shift == pytest.approx(-0.5, abs=0.03) and "beyond the 25%" in headline(result)
 
 
 def test_with_few_cells_only_a_change_beyond_the_drift_counts(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ def test_with_few_cells_only_a_change_beyond_the_drift_counts(tmp_path: Path) ->
     result = compare([base], [new])
     assert math.isnan(result.shift) and not result.has_regressions
     assert result.cells["verdict"].str.startswith("inconclusive: within the 25% drift").all()
-    assert "Fewer than 4 cells" in result.headline()
+    assert "Fewer than 4 cells" in headline(result)
     assert set(compare([base], [new], drift=0.1).cells["verdict"]) == {"regression"}
 
 
@@ -191,7 +192,7 @@ def test_cells_on_one_side_only_are_added_or_removed(tmp_path: Path) -> None:
     assert len(result.cells) == 2
     assert set(result.removed["variant"]) == {"imagenet-split"} and set(result.removed["mode"]) == {"infer"}
     assert set(result.added["mode"]) == {"train"} and len(result.added) == 2
-    markdown = result.to_markdown()
+    markdown = to_markdown(result)
     assert "Only in the new results (added)" in markdown and "Only in the base results (removed)" in markdown
 
 
@@ -202,12 +203,12 @@ def test_no_common_cell_says_there_is_nothing_to_compare_and_lists_both_sides(tm
     result = compare([base], [new])
     assert result.nothing_to_compare and not result.has_regressions
     console = Console(file=io.StringIO(), width=220)
-    result.render(console)
+    render(result, console)
     text = console.file.getvalue()
     assert "Nothing to compare" in text
     assert "base has 1 cells:" in text and "torch imagenet-single" in text
     assert "new has 1 cells:" in text and "keras imagenet-split" in text
-    assert "Nothing to compare" in result.to_markdown()
+    assert "Nothing to compare" in to_markdown(result)
     cli = CliRunner().invoke(bench.app, ["compare", str(base), str(new)])
     assert cli.exit_code == 2 and "nothing to compare" in cli.output and "Traceback" not in cli.output
 
@@ -228,13 +229,13 @@ def test_a_cell_that_now_fails_is_broken_and_counts_as_a_regression(tmp_path: Pa
 def test_markdown_and_terminal_renderings_name_the_regressions(tmp_path: Path) -> None:
     slowed = factory.sweep(seed=2, slowdown=1.25, slowed=lambda cell: cell.mode == "train", **NOISY)
     result = compare(*[[p] for p in _files(tmp_path, factory.sweep(seed=1, **NOISY), slowed)])
-    markdown = result.to_markdown()
+    markdown = to_markdown(result)
     assert "| torch | imagenet-single | grouped | fp32 | train | 32 | cpu |" in markdown
     assert markdown.count("| regression |") == 2
     assert all(f"| {change:+.1%} |" in markdown for change in result.cells["change"])
     assert "t-test of the log per-process medians" in markdown and "vs run" in markdown
     console = Console(file=io.StringIO(), width=260)
-    result.render(console)
+    render(result, console)
     text = console.file.getvalue()
     assert text.count("regression") >= 2 and "2 regression" in text
 

@@ -12,9 +12,10 @@ from benchmarks.cell import CellConfig
 from implementations.spec import forward_flops
 from implementations.variants import get_variant
 from reports.build import write_report
+from reports.cell_summary import summarize_cells
 from reports.findings import build_findings
 from reports.load import frame_from_rows, framework_summary, load_results
-from reports.tables import framework_table, summarize_cells
+from reports.tables import framework_table
 
 NUMBER = r"([0-9.]+)"
 INTERVAL = rf"\[{NUMBER}–{NUMBER}\]"

@@ -91,7 +91,7 @@ def test_old_cells_keep_their_keys_and_load():
         != CellConfig("torch", CIFAR, "train", 32, gpus=1).key()
     )
     loaded = CellConfig.from_dict({"framework": "torch", "variant": CIFAR, "mode": "train", "batch_size": 32})
-    assert loaded.math == "fp32"
+    assert loaded.math_mode == "fp32"
 
 
 def test_reports_say_tf32_and_hold_cells_to_a_ceiling_of_their_own_mode():

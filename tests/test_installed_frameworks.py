@@ -5,6 +5,8 @@ import typer
 from typer.testing import CliRunner
 
 import bench
+import cli.run
+from cli.common import default_frameworks
 
 
 def one_line(text: str) -> str:
@@ -21,11 +23,11 @@ def planned_frameworks(monkeypatch, *args: str) -> tuple[set[str], str, int]:
     """The frameworks of the cells ``bench.py run ARGS`` would start (nothing runs), its output and exit code."""
     started = {}
 
-    def execute(sweep, noun, timeout_s, memory_limit_gb=None, **options):
-        started["cells"] = sweep.jobs
+    def execute(planned, noun):
+        started["cells"] = planned.sweep.jobs
         raise typer.Exit(0)
 
-    monkeypatch.setattr(bench, "execute_with_progress", execute)
+    monkeypatch.setattr(cli.run, "execute", execute)
     done = CliRunner().invoke(bench.app, ["run", "--quick", "--no-report", *args])
     return {cell.framework for cell in started.get("cells", [])}, one_line(done.output), done.exit_code
 
@@ -50,9 +52,9 @@ def test_asking_for_a_framework_that_is_not_installed_stays_an_error(keras_insta
 
 def test_train_and_selfcheck_take_the_installed_defaults_too(installed_packages):
     installed_packages(torch=True, tensorflow=False, keras=False)
-    assert bench.default_frameworks(None, ["torch", "keras"]) == ["torch"]
-    assert bench.default_frameworks(["keras"], ["torch", "keras"]) == ["keras"]  # named: checked where it is used
+    assert default_frameworks(None, ["torch", "keras"]) == ["torch"]
+    assert default_frameworks(["keras"], ["torch", "keras"]) == ["keras"]  # named: checked where it is used
     installed_packages(torch=False)
     with pytest.raises(typer.Exit) as ended:
-        bench.default_frameworks(None, ["torch", "keras"])
+        default_frameworks(None, ["torch", "keras"])
     assert ended.value.exit_code == 2

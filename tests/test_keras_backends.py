@@ -19,8 +19,9 @@ from benchmarks.cell import CellConfig
 from benchmarks.fast_paths import candidates
 from benchmarks.matrix import SweepError, SweepOptions, plan
 from benchmarks.runner import worker_environment
+from reports.cell_summary import summarize_cells
 from reports.load import load_results
-from reports.tables import backends_table, summarize_cells
+from reports.tables import backends_table
 from tests.results_factory import ok_row, step_times, write_rows
 
 BACKENDS = [

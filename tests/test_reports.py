@@ -18,10 +18,10 @@ from rich.console import Console
 
 from benchmarks.cell import CellConfig
 from benchmarks.measure.environment import machine_id
-from reports import build, plots, tables
+from reports import build, cell_summary, plots, tables
 from reports.build import build_report, write_report
 from reports.load import ResultsLoadError, frame_from_rows, load_results
-from reports.render import MISSING, format_value, markdown_table, render_markdown
+from reports.render import MISSING, ReportTable, format_value, markdown_table, render_markdown
 from reports.summary import render_throughput, rows_to_frame
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -130,7 +130,7 @@ def test_two_machines_warn_and_every_table_is_grouped_by_environment(tmp_path: P
     loaded = load_results([a, b])
     assert len(loaded.warnings) == 1 and "2 different machines" in loaded.warnings[0]
     assert sorted(loaded.environments["environment"]) == ["bench-a", "bench-b"]
-    summary = tables.summarize_cells(loaded.frame)
+    summary = cell_summary.summarize_cells(loaded.frame)
     comparison = tables.framework_table(summary).frame
     assert len(comparison) == 8  # 2 variants x 2 modes x 2 machines: never pooled across machines
     assert set(comparison["environment"]) == {"bench-a", "bench-b"}
@@ -181,7 +181,7 @@ def test_format_value_precision_and_missing() -> None:
 
 def test_pipe_tables_escape_and_hide_a_single_environment() -> None:
     frame = pd.DataFrame({"environment": ["vm", "vm"], "name": ["a|b", "c"], "value": [1.5, math.nan]})
-    text = markdown_table(tables.ReportTable("T", frame, ["a note"]))
+    text = markdown_table(ReportTable("T", frame, ["a note"]))
     assert "environment" not in text
     assert "| a\\|b | 1.50 |" in text and f"| c | {MISSING} |" in text
     assert "|---|---:|" in text and "> a note" in text
@@ -192,7 +192,7 @@ def _summary(torch_times: list[float], keras_times: list[float]) -> pd.DataFrame
         factory.ok_row(CellConfig("torch", "imagenet-single", "infer", 32), torch_times),
         factory.ok_row(CellConfig("keras", "imagenet-single", "infer", 32, split_impl="towers"), keras_times),
     ]
-    return tables.summarize_cells(frame_from_rows(rows))
+    return cell_summary.summarize_cells(frame_from_rows(rows))
 
 
 def test_ratio_has_no_clear_winner_when_the_distributions_overlap() -> None:
@@ -218,7 +218,7 @@ def test_ratio_falls_back_to_quartile_throughputs_without_samples() -> None:
     summary = _summary(factory.step_times(rng, 0.3, 20, 0.05), factory.step_times(rng, 0.2, 20, 0.05))
     summary["samples"] = [[], []]
     torch_line, keras_line = summary.iloc[0], summary.iloc[1]
-    ratio, low, high = tables.ratio_interval(torch_line, keras_line)
+    ratio, low, high = cell_summary.ratio_interval(torch_line, keras_line)
     assert low == pytest.approx(keras_line["images_per_s_q25"] / torch_line["images_per_s_q75"])
     assert high == pytest.approx(keras_line["images_per_s_q75"] / torch_line["images_per_s_q25"])
 
@@ -227,7 +227,7 @@ def test_repeats_are_pooled_into_one_cell() -> None:
     rows = factory.sweep(
         seed=4, frameworks=("torch",), variants=("imagenet-single",), modes=("infer",), repeats=3, steps=10
     )
-    summary = tables.summarize_cells(frame_from_rows(rows))
+    summary = cell_summary.summarize_cells(frame_from_rows(rows))
     assert len(summary) == 1 and summary.iloc[0]["repeats"] == 3
     pooled = [t for row in rows for t in row["metrics"]["step_times_s"]]
     assert summary.iloc[0]["images_per_s"] == pytest.approx(32 / np.median(pooled))
@@ -245,7 +245,7 @@ def test_formulation_layout_and_dataset_tables() -> None:
     rows.append(factory.ok_row(CellConfig("torch", "cifar100-split", "train", 32), factory.step_times(rng, 0.1, 15)))
     # Measured in one formulation only: no grouped-vs-towers line for it.
     rows.append(factory.ok_row(CellConfig("torch", "imagenet-split", "infer", 32), factory.step_times(rng, 0.3, 15)))
-    towers, layouts, datasets = tables.formulation_tables(tables.summarize_cells(frame_from_rows(rows)))
+    towers, layouts, datasets = tables.formulation_tables(cell_summary.summarize_cells(frame_from_rows(rows)))
     assert len(towers.frame) == 1 and towers.frame.iloc[0]["mode"] == "train"
     assert towers.frame.iloc[0]["faster"] == "towers"
     assert towers.frame.iloc[0]["towers/grouped"] == pytest.approx(2, rel=0.1)
@@ -272,7 +272,7 @@ def test_scaling_efficiency_for_gpus_and_no_claim_for_simulated_devices() -> Non
             host,
         ),
     ]
-    table = tables.scaling_table(tables.summarize_cells(frame_from_rows(rows))).frame
+    table = tables.scaling_table(cell_summary.summarize_cells(frame_from_rows(rows))).frame
     gpu = table[table["devices"] == "2 gpu"].iloc[0]
     assert gpu["speedup"] == pytest.approx(1.6, rel=0.05)
     assert gpu["efficiency"] == pytest.approx(0.8, rel=0.05)
@@ -291,13 +291,13 @@ def test_multi_node_cells_scale_against_one_device_and_against_one_node() -> Non
         (CellConfig("keras", "imagenet-single", "train", 1024, gpus=8, nodes=2), 0.1),  # 10x on 16 GPUs
     ]
     rows = [factory.ok_row(cell, factory.step_times(rng, step, 20), host) for cell, step in cells_and_steps]
-    table = tables.scaling_table(tables.summarize_cells(frame_from_rows(rows))).frame
+    table = tables.scaling_table(cell_summary.summarize_cells(frame_from_rows(rows))).frame
     two_nodes = table[table["devices"] == "2 nodes x 8 gpu"].iloc[0]
     assert two_nodes["efficiency"] == pytest.approx(10 / 16, rel=0.05)
     assert two_nodes["efficiency vs 1 node"] == pytest.approx(10 / 6.25 / 2, rel=0.05)
     one_node = table[table["devices"] == "8 gpu"].iloc[0]
     assert math.isnan(one_node["efficiency vs 1 node"])
-    single_machine = tables.scaling_table(tables.summarize_cells(frame_from_rows(rows[:2]))).frame
+    single_machine = tables.scaling_table(cell_summary.summarize_cells(frame_from_rows(rows[:2]))).frame
     assert "efficiency vs 1 node" not in single_machine  # no column for runs that never left one machine
 
 
@@ -313,10 +313,10 @@ def test_gpu_memory_columns_appear_only_with_gpu_figures() -> None:
         )
         for fw in ("torch", "keras")
     ]
-    gpu_table = tables.memory_table(tables.summarize_cells(frame_from_rows(rows))).frame
+    gpu_table = tables.memory_table(cell_summary.summarize_cells(frame_from_rows(rows))).frame
     assert gpu_table.iloc[0]["Keras NVML peak MiB"] == pytest.approx(7000)
     assert gpu_table.iloc[0]["PyTorch alloc peak MiB"] == pytest.approx(3072)
-    cpu_table = tables.memory_table(tables.summarize_cells(frame_from_rows(factory.sweep(seed=1)))).frame
+    cpu_table = tables.memory_table(cell_summary.summarize_cells(frame_from_rows(factory.sweep(seed=1)))).frame
     assert "Keras NVML peak MiB" not in cpu_table and "Keras peak RSS MiB" in cpu_table
 
 
@@ -325,12 +325,12 @@ def test_flops_against_a_ceiling_only_where_measured() -> None:
     config = CellConfig("torch", "imagenet-single", "infer", 32)
     times = factory.step_times(rng, 0.32, 10)
     with_ceiling = tables.flops_table(
-        tables.summarize_cells(frame_from_rows([factory.ok_row(config, times, ceiling_flops_per_s=1e12)]))
+        cell_summary.summarize_cells(frame_from_rows([factory.ok_row(config, times, ceiling_flops_per_s=1e12)]))
     )
     line = with_ceiling.frame.iloc[0]
     assert line["of own ceiling"] == pytest.approx(line["GFLOP/s"] / 1000)
     assert line["of device ceiling"] == pytest.approx(line["GFLOP/s"] / 1000)  # the only ceiling measured
-    without = tables.flops_table(tables.summarize_cells(frame_from_rows([factory.ok_row(config, times)])))
+    without = tables.flops_table(cell_summary.summarize_cells(frame_from_rows([factory.ok_row(config, times)])))
     assert "of own ceiling" not in without.frame and "of device ceiling" not in without.frame
     assert any("no ceiling" in n for n in without.notes)
     assert without.frame.iloc[0]["GFLOP/s"] == pytest.approx(2.271 * 100, rel=0.05)
@@ -365,12 +365,12 @@ def test_architecture_table_flags_the_paper_conv1_discrepancy() -> None:
 
 
 def test_plots_are_png_or_skipped_when_there_is_no_data() -> None:
-    one_batch = tables.summarize_cells(frame_from_rows(factory.sweep(seed=1)))
+    one_batch = cell_summary.summarize_cells(frame_from_rows(factory.sweep(seed=1)))
     assert plots.throughput_bars(one_batch).startswith(PNG_SIGNATURE)
     assert plots.throughput_vs_batch(one_batch) is None
     assert plots.memory_vs_batch(one_batch) is None
     assert plots.scaling_plot(tables.scaling_table(one_batch).frame) is None
-    two_batches = tables.summarize_cells(frame_from_rows(factory.sweep(seed=1, batch_sizes=(16, 64))))
+    two_batches = cell_summary.summarize_cells(frame_from_rows(factory.sweep(seed=1, batch_sizes=(16, 64))))
     assert plots.throughput_vs_batch(two_batches).startswith(PNG_SIGNATURE)
     assert plots.memory_vs_batch(two_batches).startswith(PNG_SIGNATURE)
     assert plots.throughput_bars(pd.DataFrame()) is None
@@ -437,7 +437,7 @@ def test_pytest_benchmark_json_loads_into_the_same_shape(tmp_path: Path) -> None
         assert line.images_per_s == pytest.approx(32 / bench["stats"]["median"])
         assert line.variant == "cifar100-split" and line.mode == "infer" and line.batch_size == 32
     assert frame.iloc[0]["machine_id"] == machine_id(factory.machine())
-    table = tables.framework_table(tables.summarize_cells(frame)).frame
+    table = tables.framework_table(cell_summary.summarize_cells(frame)).frame
     assert table.iloc[0]["faster"] == "Keras"
 
 

@@ -13,7 +13,7 @@ import results_factory as factory
 
 from benchmarks.matrix import SweepOptions, plan
 from benchmarks.shard import Shard, ShardError, parse_shard, take_shard
-from reports import tables
+from reports import cell_summary
 from reports.load import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_two_shard_files_report_one_table_per_machine_never_pooled(tmp_path):
         files.append(factory.write_rows(tmp_path / f"shard-{index}.jsonl", rows))
     loaded = load_results(files)
     assert sorted(loaded.environments["environment"]) == ["bench-a", "bench-b"]
-    summary = tables.summarize_cells(loaded.frame)
+    summary = cell_summary.summarize_cells(loaded.frame)
     assert len(summary) == len({replace(cell, repeat=0) for cell in cells})  # each cell once, on its own machine
     assert summary.groupby(["variant", "mode", "framework"])["environment"].nunique().max() == 1
     assert set(summary["environment"]) == {"bench-a", "bench-b"}

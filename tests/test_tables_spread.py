@@ -7,8 +7,9 @@ import re
 import pandas as pd
 import results_factory as factory
 
+from reports.cell_summary import summarize_cells
 from reports.load import frame_from_rows
-from reports.tables import framework_table, summarize_cells
+from reports.tables import framework_table
 
 ONE = {"variants": ("imagenet-single",), "modes": ("infer",)}
 

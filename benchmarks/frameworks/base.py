@@ -11,19 +11,13 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from benchmarks.cell import FAST_PATHS, fast_path
+
 if TYPE_CHECKING:
     from benchmarks.accuracy.training import TrainConfig, Trainer
     from benchmarks.cell import CellConfig, PreparedCell
     from implementations.weight_mapping import LayerWeights
 
-# The fast paths ``--best`` may try; an adapter lists those it implements.
-FAST_PATHS = ("channels_last", "compiled", "bf16", "xeon_launch")
-OPTIONS = {
-    "channels_last": "--channels-last",
-    "compiled": "--compile",
-    "bf16": "--precision bf16",
-    "xeon_launch": "--xeon-launch",
-}
 # Ways a cell can use several devices: the split model-parallel, the single tower data-parallel.
 MULTI_DEVICE_MODES = ("model", "data")
 
@@ -39,7 +33,7 @@ class Framework:
     packages: tuple[str, ...] = ()  # importable modules it needs
     install_hint: str = ""  # the command that installs them
     compared_by_default: bool = False  # in the default pair of ``run`` and ``train``
-    fast_paths: tuple[str, ...] = ()  # subset of FAST_PATHS
+    fast_paths: tuple[str, ...] = ()  # names of those of benchmarks.cell.FAST_PATHS it implements
     multi_device: tuple[str, ...] = ()  # subset of MULTI_DEVICE_MODES
     multi_node: bool = False  # data-parallel over several machines (benchmarks.multinode)
     trains: bool = False  # whether ``bench.py train`` can run it
@@ -54,9 +48,9 @@ class Framework:
 
     def unsupported(self, config: CellConfig) -> str | None:
         """Why this framework cannot measure ``config``, or None; checked before any worker starts."""
-        wanted = [OPTIONS[path] for path in FAST_PATHS if _uses(config, path) and path not in self.fast_paths]
+        wanted = [path.option for path in FAST_PATHS if path.used_by(config) and path.name not in self.fast_paths]
         if wanted:
-            offered = ", ".join(OPTIONS[path] for path in self.fast_paths) or "none"
+            offered = ", ".join(fast_path(name).option for name in self.fast_paths) or "none"
             return f"{self.name} does not take {', '.join(wanted)} (its fast paths: {offered}); drop it or {self.name}"
         if config.nodes > 1 and not self.multi_node:
             return f"{self.name} runs on one machine in this suite; drop it or --nodes"
@@ -90,9 +84,3 @@ class Framework:
     def trainer(self, config: TrainConfig, weights: LayerWeights) -> Trainer:
         """A trainer for ``bench.py train``, starting from the shared ``weights``."""
         raise NotImplementedError(f"{self.name} has no accuracy trainer")
-
-
-def _uses(config: CellConfig, path: str) -> bool:
-    if path == "bf16":
-        return config.precision == "bf16"
-    return bool(getattr(config, path))

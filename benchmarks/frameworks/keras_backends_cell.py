@@ -119,7 +119,7 @@ def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
     from implementations.keras_training import compile_for_training
 
     devices = backend_devices(backend, config.gpus > 0)
-    set_math_mode(backend, config.math)
+    set_math_mode(backend, config.math_mode)
     keras.utils.set_random_seed(config.seed)
     if config.precision == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights

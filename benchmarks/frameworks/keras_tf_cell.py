@@ -157,7 +157,7 @@ def prepare_keras(config: CellConfig) -> PreparedCell:
     import keras
     import tensorflow as tf
 
-    set_math_mode(config.math)
+    set_math_mode(config.math_mode)
     training = config.mode == "train"
     from implementations.keras_alexnet import build_keras_model
 

@@ -158,7 +158,7 @@ def _model(config: CellConfig, devices: list[torch.device]) -> tuple[nn.Module, 
 
 
 def prepare_torch(config: CellConfig) -> PreparedCell:
-    set_math_mode(config.math)
+    set_math_mode(config.math_mode)
     torch.manual_seed(config.seed)
     devices = _devices(config)
     if config.parallel == "data" and "WORLD_SIZE" not in os.environ:

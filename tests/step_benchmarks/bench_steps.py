@@ -39,7 +39,7 @@ def test_step(benchmark, request, framework, variant, mode):
             "batch_size": batch,
             "split_impl": impl,
             "device_setup": config.device_setup,
-            "math_mode": config.math,
+            "math_mode": config.math_mode,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
     )

@@ -50,7 +50,8 @@ def run_sweep(request) -> None:
 
 
 def take_part(planned) -> int:
-    """A node other than the first: take part in every cell, write nothing, exit 0 (node 0 writes the rows)."""
+    """A node other than the first: take part in every cell and write nothing (node 0 writes the rows); exit 1 when
+    a part did not finish, as a run with a failed cell does."""
     from benchmarks.follower import take_part_in_all
     from reports.console import follower_header, part_line
 
@@ -60,5 +61,5 @@ def take_part(planned) -> int:
     def on_part(index: int, part: object) -> None:
         console.print(part_line(index, len(cells), part), highlight=False)
 
-    take_part_in_all(cells, planned.timeout_s, on_part)
-    return 0
+    parts = take_part_in_all(cells, planned.timeout_s, on_part)
+    return 0 if all(part.status == "ok" for part in parts) else 1

@@ -222,9 +222,18 @@ def test_nodes_started_with_different_options_are_refused_at_the_rendezvous(tmp_
     first = start(*options, *node_options(2, 0, port), "--results", str(results))
     other = start(*options, "--seed", "7", *node_options(2, 1, port), "--results", os.devnull)
     (code0, out0), (code1, _) = finish(first, 240), finish(other, 240)
-    assert code0 == 1 and code1 == 0, out0
+    assert code0 == 1 and code1 == 1, out0  # the other node's part did not finish either, and it says so
     (row,) = read_results(results).rows
     assert row.status == "failed" and "nodes disagree on the cell" in row.error, row.error
+
+
+def test_a_torch_node_alone_gives_up_after_join_timeout_in_one_line(tmp_path):
+    started = time.monotonic()
+    done = bench(*cell_options("torch"), *node_options(2, 1, free_port(), join_timeout=5), timeout=120)
+    took = time.monotonic() - started
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "could not reach the rendezvous store" in " ".join(done.stdout.split()) and "within 5 s" in done.stdout
+    assert took < 60  # it waited 145 s, per try of torch's own 60 s store timeout
 
 
 # Seconds a node's worker runs before it trains with the other node: torchrun starts it after the

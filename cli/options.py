@@ -28,8 +28,20 @@ def memory_cap(value: float | None) -> float | None:
     return value
 
 
+def finite(value: Any) -> Any:
+    """nan and inf parse as floats, and pass a range check (nan compares false with every bound): refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value:g}")
+    return value
+
+
 def Opt(kind: Any, *flags: str, **option: Any) -> Any:  # noqa: N802 - read as a type in a signature
-    """An option of type ``kind`` with its flags, help and checks: what a command's parameter is annotated with."""
+    """An option of type ``kind`` with its flags, help and checks: what a command's parameter is annotated with.
+
+    Every float option refuses nan and inf (in its own callback where it has one): no command carries one into a row.
+    """
+    if float in (kind, *getattr(kind, "__args__", ())) and "callback" not in option:  # a callback checks its own
+        option["callback"] = finite
     return Annotated[kind, typer.Option(*flags, **option)]
 
 

@@ -171,7 +171,11 @@ def parse_threshold(text: str, what: str = "threshold") -> float:
         value = float(stripped.removesuffix("%")) / (100 if stripped.endswith("%") else 1)
     except ValueError:
         raise ValueError(f"{what} {text!r} is not a number; write it as 5% or 0.05") from None
-    if not 0 <= value < 1:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {text!r} is not a finite number; write it as 5% or 0.05")
+    if value < 0:
+        raise ValueError(f"{what} {text!r} is negative; a {what} is a size of change, 0 or more, e.g. 5%")
+    if value >= 1:
         raise ValueError(f"{what} {text!r} must be a fraction below 1; write it as 5% or 0.05")
     return value
 

@@ -78,6 +78,18 @@ CASES = {
     "memory-limit 0": ([*RUN, "--results", OK, "--memory-limit-gb", "0"], "at least 0.5"),
     "memory-limit negative": ([*RUN, "--results", OK, "--memory-limit-gb", "-1"], "at least 0.5"),
     "memory-limit tiny": ([*RUN, "--results", OK, "--memory-limit-gb", "0.01"], "at least 0.5"),
+    # nan and inf parse as floats and pass range checks: every float option refuses them before anything runs
+    "time-budget nan": ([*RUN, "--results", OK, "--time-budget", "nan"], "must be a finite number, got nan"),
+    "time-budget inf": ([*RUN, "--results", OK, "--time-budget", "inf"], "must be a finite number, got inf"),
+    "target-precision nan": ([*RUN, "--results", OK, "--target-precision", "nan"], "must be a finite number"),
+    "selfcheck time-budget inf": (["selfcheck", "--time-budget", "inf"], "must be a finite number, got inf"),
+    "train learning-rate inf": (["train", "--results", OK, "--learning-rate", "inf"], "must be a finite number"),
+    "train warmup inf": (["train", "--results", OK, "--warmup-epochs", "inf"], "must be a finite number"),
+    "train target-top1 nan": (["train", "--results", OK, "--target-top1", "nan"], "Invalid value for '--target-top1'"),
+    "check-model rtol nan": (["check-model", "x.py:build", "--rtol", "nan"], "must be a finite number"),
+    "parity rtol nan": (["parity", "--rtol", "nan"], "must be a finite number, got nan"),
+    "compare threshold nan": (["compare", OK, OK, "--threshold", "nan"], "is not a finite number"),
+    "compare threshold negative": (["compare", OK, OK, "--threshold", "-5%"], "'-5%' is negative"),
     # device setups the plan cannot run: the split needs exactly one device per tower
     "simulate 3 devices, split": (
         ["run", "-f", "torch", "-v", "cifar100-split", "--simulate-devices", "3", "--results", OK, "--no-report"],

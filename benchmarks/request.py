@@ -19,7 +19,7 @@ from benchmarks.cell import CellConfig
 from benchmarks.host import Host
 from benchmarks.matrix import SweepError, SweepOptions, default_cell_timeout, model_parallel_note, plan
 from benchmarks.multinode import MultiNodeError, NodeSetup, check_port_free, node_setup
-from benchmarks.results import ResultRow, ResultsFileError, check_writable_folder
+from benchmarks.results import ResultRow, ResultsFileError, check_writable, check_writable_folder
 from benchmarks.runner import WorkerJob
 from benchmarks.shard import ShardError, parse_shard, take_shard
 from benchmarks.sweep import Sweep, execute, open_sweep
@@ -126,9 +126,10 @@ def plan_run(request: SweepRequest, host: Host, environ: Mapping[str, str], left
             planned.timeout_s = request.cell_timeout_s
             return planned
         check_port_free(setup)
-        planned.sweep = open_sweep(planned.cells, request.results, request.resume)
+        check_writable(request.results)  # both outputs are checked before either is touched (no empty file left)
         if report_to is not None:
             check_writable_folder(report_to, "the report")
+        planned.sweep = open_sweep(planned.cells, request.results, request.resume)
     except (SweepError, SpecError, ResultsFileError, MultiNodeError) as error:
         raise RequestError(str(error)) from None
     planned.report_to, planned.warnings = report_to, planned.sweep.warnings

@@ -208,13 +208,17 @@ def check_writable_folder(folder: Path, what: str) -> None:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any job runs if the results file cannot be appended to."""
+    """Fail before any job runs if the results file cannot be appended to; a file made to find out is removed
+    again, so a command refused later leaves nothing behind (the first row creates it)."""
     _check_regular(path)
     parent = path.parent if str(path.parent) else Path(".")
+    existed = path.exists()
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8"):
             pass
+        if not existed:
+            path.unlink()
     except OSError as error:
         raise ResultsFileError(f"cannot write results to {path}: {error.strerror or error}") from None
 

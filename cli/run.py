@@ -6,6 +6,7 @@ import typer
 from rich.markup import escape
 
 from benchmarks.request import SweepRequest
+from benchmarks.results import ResultsFileError
 from cli.common import console, execute, fail, note, warn, write_and_announce_report
 from cli.options import command
 from cli.run_options import RUN_OPTIONS
@@ -34,6 +35,13 @@ def run_sweep(request) -> None:
         raise fail(str(error)) from None
     if planned.sweep is None:  # a node other than the first: it takes part and writes nothing
         raise typer.Exit(take_part(planned))
+    if planned.report_to is not None:
+        from reports.build import check_report_inputs
+
+        try:
+            check_report_inputs([request.results], planned.report_to)
+        except ResultsFileError as error:
+            raise fail(str(error)) from None
     for warning in planned.warnings:
         warn(warning)
     for line in planned.notes:

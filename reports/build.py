@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.results import ResultsFileError
 from reports.best import best_table
 from reports.cell_summary import CELL_KEYS, DISPLAY_NAMES, summarize_cells
 from reports.findings import build_findings
@@ -133,9 +134,27 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> str | None:
     return None
 
 
+REPORT_FILES = ("report.md", "report.html", "results.csv", "results.parquet")
+
+
+def check_report_inputs(result_paths: list[Path], out_dir: Path) -> None:
+    """Refuse a report folder where the report would write over one of its own inputs (a results file named
+    results.csv beside the report destroyed both), before anything is read, run or written."""
+    outputs = {(out_dir / name).resolve() for name in REPORT_FILES}
+    for path in map(Path, result_paths):
+        resolved = path.resolve()
+        if resolved in outputs or (resolved.parent == out_dir.resolve() and resolved.suffix == ".png"):
+            raise ResultsFileError(
+                f"the report would write {out_dir / resolved.name} over its input {path}; "
+                "give the report another folder, or the results another name"
+            )
+
+
 def write_report(result_paths: list[Path], out_dir: Path) -> ReportFiles:
     """Load results, build every table and plot, and write report.md, report.html, results.csv,
-    results.parquet and the PNGs into ``out_dir`` (created if needed)."""
+    results.parquet and the PNGs into ``out_dir`` (created if needed). A plot not drawn this time has its PNG
+    from an earlier report removed, so the folder shows this report only."""
+    check_report_inputs(result_paths, out_dir)
     loaded = load_results([Path(p) for p in result_paths])
     report, plots = build_report(loaded)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +172,7 @@ def write_report(result_paths: list[Path], out_dir: Path) -> ReportFiles:
             files.plots.append(out_dir / plot.name)
         else:
             files.notes.append(f"plot {plot.name} skipped: {plot.skipped_because}")
+            (out_dir / plot.name).unlink(missing_ok=True)  # an earlier report's, which this one does not have
     files.markdown.write_text(render_markdown(report), encoding="utf-8")
     files.html.write_text(render_html(report), encoding="utf-8")
     flat = flat_frame(loaded.frame)

@@ -30,6 +30,7 @@ def workspace(folder: Path) -> None:
     """The files the cases point at."""
     row = ok_row(CellConfig("torch", "cifar100-single", "infer", 2), [0.1, 0.11, 0.1])
     (folder / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    (folder / "results.csv").write_text(json.dumps(row) + "\n")  # a results file named as a report output
     other = ok_row(CellConfig("keras", "cifar100-split", "train", 4, split_impl="towers"), [0.2, 0.2, 0.21])
     (folder / "other.jsonl").write_text(json.dumps(other) + "\n")
     marked = ok_row(CellConfig("keras", "cifar100-split", "train", 4), [0.2, 0.2, 0.21])
@@ -112,6 +113,16 @@ CASES = {
     ),
     # an unwritable report folder, found before the sweep
     "run report under a file": ([*RUN[:-1], "--results", OK, "--report", "{tmp}/text.txt/report"], "cannot write"),
+    # nothing the user owns is written over, and a refused run leaves no file behind
+    "report over its input": (["report", "{tmp}/results.csv", "--out", "{tmp}"], "would write {tmp}/results.csv over"),
+    "run report over its input": (
+        [*RUN[:-1], "--results", "{tmp}/results.csv", "--report", "{tmp}"],
+        "would write {tmp}/results.csv over its input",
+    ),
+    "run new results, report under a file": (
+        [*RUN[:-1], "--results", "{tmp}/new.jsonl", "--report", "{tmp}/text.txt/report"],
+        "cannot write the report",
+    ),
     # rich markup in user text: escaped, named exactly
     "markup variant [/]": (["run", "-v", "[/]", "--results", OK], "unknown variant '[/]'"),
     "markup variant [bold]x": (["run", "-v", "[bold]x", "--results", OK], "unknown variant '[bold]x'"),

@@ -460,3 +460,14 @@ def test_a_file_given_twice_or_through_a_link_is_read_once(tmp_path: Path, sweep
         twice = load_results(paths)
         assert len(twice.frame) == len(once.frame)  # repeats are not doubled, the spread not narrowed
         assert any(f"{paths[1]} is the same file as {sweep_file}: read once" in w for w in twice.warnings)
+
+
+def test_a_reused_report_folder_keeps_no_plot_of_an_earlier_report(tmp_path: Path, sweep_file: Path) -> None:
+    from reports.build import write_report
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "scaling.png").write_bytes(b"an earlier report's plot")
+    files = write_report([sweep_file], out)
+    assert any(note.startswith("plot scaling.png skipped") for note in files.notes)
+    assert not (out / "scaling.png").exists()

@@ -7,14 +7,14 @@ layer with the spec's name, or, in the ``towers`` split formulation, one per tow
 
 from __future__ import annotations
 
-import os
+import importlib
 import re
 
-from implementations.quiet_import import import_tensorflow_quietly
+from implementations.keras_backend import default_keras_backend
+from implementations.quiet_import import import_quietly
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-if os.environ["KERAS_BACKEND"] == "tensorflow":
-    import_tensorflow_quietly()
+default_keras_backend()  # read once, by the import below
+import_quietly("keras")  # the backend's library comes with it, start-up lines and all
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -30,13 +30,20 @@ from implementations.weight_mapping import LayerWeights  # noqa: E402
 _LOW_PRECISION = ("bfloat16", "float16")
 
 
+def native_lrn():
+    """The LRN op of the library Keras computes with, where it has one (``tf.nn.local_response_normalization``), else
+    None. Asked of the library itself, so no backend is named here."""
+    library = importlib.import_module(keras.backend.backend())
+    return getattr(getattr(library, "nn", None), "local_response_normalization", None)
+
+
 @keras.saving.register_keras_serializable(package="alexnet")
 class LocalResponseNormalization(layers.Layer):
     """The paper's LRN (section 3.3) over the last axis, within each of ``groups`` channel groups.
 
-    Keras 3 has no LRN layer. On TensorFlow this calls ``tf.nn.local_response_normalization``,
-    which takes a depth radius (size // 2) and, like the paper, does not divide alpha; on other
-    backends the same sum is written with ``keras.ops``.
+    Keras 3 has no LRN layer. Where the backend's library has one (``nn.local_response_normalization``:
+    TensorFlow's, which takes a depth radius, size // 2, and like the paper does not divide alpha)
+    this calls it; on other backends the same sum is written with ``keras.ops``.
 
     Under a mixed-precision policy (``mixed_bfloat16``, ``mixed_float16``) the layer runs in
     float32, as mixed-precision practice does for numerically sensitive layers: unless a dtype is
@@ -57,15 +64,12 @@ class LocalResponseNormalization(layers.Layer):
         channels = shape[-1]
         # Fold the groups into the width axis so that no window crosses a group boundary.
         grouped = ops.reshape(ops.cast(x, "float32"), (-1, shape[1], shape[2] * self.groups, channels // self.groups))
-        normalise = self._tensorflow if keras.backend.backend() == "tensorflow" else self._generic
+        normalise = self._tensorflow if native_lrn() else self._generic
         return ops.cast(ops.reshape(normalise(grouped), shape), self.compute_dtype)
 
     def _tensorflow(self, x):
-        import tensorflow as tf
-
-        return tf.nn.local_response_normalization(
-            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
-        )
+        """The backend library's own LRN op, in TensorFlow's terms (``native_lrn``)."""
+        return native_lrn()(x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta)
 
     def _generic(self, x):
         radius = self.size // 2
@@ -254,7 +258,7 @@ def export_weights(model: keras.Model, arch: Architecture) -> LayerWeights:
 
 
 def backend_name() -> str:
-    """The Keras backend these models run on ("tensorflow", "jax" or "torch"), also its library's name."""
+    """The Keras backend these models run on (as Keras names it: also its library's name)."""
     return keras.backend.backend()
 
 

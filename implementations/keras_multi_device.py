@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
+from implementations.keras_backend import default_keras_backend
 from implementations.quiet_import import import_tensorflow_quietly
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+default_keras_backend()
 import_tensorflow_quietly()
 
 import keras  # noqa: E402

@@ -16,18 +16,16 @@ from implementations.paper_sgd import MOMENTUM, PAPER, WEIGHT_DECAY
 
 
 def _on_the_variables_device(variable) -> contextlib.AbstractContextManager:
-    """On TensorFlow, a scope that places an update beside its variable; elsewhere nothing.
+    """A scope that places an update beside its variable, where the variable names a device; else nothing.
 
     Keras leaves the update's arithmetic unplaced, and TensorFlow's placer then runs every
     variable's update on the first device (model parallelism puts towers on several); run it
-    where the variable (and its momentum) lives. JAX and PyTorch place ops with their inputs.
+    where the variable (and its momentum) lives. Only TensorFlow's optimizer hands ``update_step``
+    its own variables, which name their device; JAX and PyTorch hand Keras variables, which do not,
+    and place ops with their inputs anyway.
     """
     device = getattr(variable, "device", None)
-    if keras.backend.backend() != "tensorflow" or not device:
-        return contextlib.nullcontext()
-    import tensorflow as tf
-
-    return tf.device(device)
+    return keras.device(device) if device else contextlib.nullcontext()
 
 
 @keras.saving.register_keras_serializable(package="alexnet")

@@ -8,6 +8,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import frameworks
+
 # Fields that make two accuracy runs "the same experiment" apart from the framework.
 _EXPERIMENT = (
     "variant",
@@ -81,10 +83,11 @@ def loss_gaps(rows: list[dict], first: int = 20) -> list[str]:
     for row in rows:
         if row["status"] == "ok":
             by_experiment[_experiment(row)].setdefault(row["cell"]["framework"], row)
+    first_name, second_name = frameworks.default_names()  # the pair compared: native PyTorch, Keras on TensorFlow
     lines = []
-    for experiment, frameworks in by_experiment.items():
-        if {"torch", "keras"} <= set(frameworks):
-            torch_m, keras_m = frameworks["torch"]["metrics"], frameworks["keras"]["metrics"]
+    for experiment, runs in by_experiment.items():
+        if first_name in runs and second_name in runs:
+            torch_m, keras_m = runs[first_name]["metrics"], runs[second_name]["metrics"]
             gap = loss_gap(torch_m["step_losses"], keras_m["step_losses"], first)
             lines.append(
                 f"loss gap {experiment[0]} on {experiment[1]}: step 1 {gap['step1']:.2e}; first {gap['first_steps']} "

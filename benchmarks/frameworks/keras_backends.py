@@ -15,12 +15,23 @@ if TYPE_CHECKING:
 
 
 class KerasOnOtherBackend(Framework):
+    """Keras on a backend other than TensorFlow; each backend says what differs (``keras_backends_cell`` runs it)."""
+
     fast_paths = ("bf16",)
+    jit_compile = False  # how the backend normally runs, which is Keras' own default ("auto")
 
     def prepare(self, config: CellConfig) -> PreparedCell:
         from benchmarks.frameworks.keras_backends_cell import prepare_keras_backend
 
-        return prepare_keras_backend(config, self.keras_backend)
+        return prepare_keras_backend(config, self)
+
+    def device(self) -> tuple[str, bool]:
+        """The device the backend computes on, and whether it is a GPU (in the worker)."""
+        raise NotImplementedError
+
+    def memory_hooks(self) -> tuple[object, object]:
+        """(reset the allocator's peak, read it) on GPUs; (None, None) where there is nothing to read."""
+        return None, None
 
 
 class KerasOnJax(KerasOnOtherBackend):
@@ -33,6 +44,17 @@ class KerasOnJax(KerasOnOtherBackend):
     packages = ("keras", "jax")
     install_hint = "pip install -e '.[jax]'"
     keras_backend = "jax"
+    jit_compile = True  # eager JAX is an op-by-op debugging mode
+
+    def device(self) -> tuple[str, bool]:
+        from benchmarks.frameworks.keras_backends_cell import jax_device
+
+        return jax_device()
+
+    def memory_hooks(self) -> tuple[object, object]:
+        from benchmarks.frameworks.keras_backends_cell import jax_memory_hooks
+
+        return jax_memory_hooks()
 
     def worker_environment(self, config: CellConfig | None) -> dict[str, str]:
         # JAX preallocates 75% of a GPU's memory when it starts: NVML would then report that, not the model's use.
@@ -49,3 +71,13 @@ class KerasOnTorch(KerasOnOtherBackend):
     packages = ("keras", "torch")
     install_hint = "pip install -e '.[keras,torch]'"
     keras_backend = "torch"
+
+    def device(self) -> tuple[str, bool]:
+        from benchmarks.frameworks.keras_backends_cell import torch_device
+
+        return torch_device()
+
+    def memory_hooks(self) -> tuple[object, object]:
+        from benchmarks.frameworks.keras_backends_cell import torch_memory_hooks
+
+        return torch_memory_hooks()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,19 +23,29 @@ from implementations import math_mode
 from implementations.paper_sgd import MOMENTUM, WEIGHT_DECAY
 from implementations.variants import get_variant
 
+if TYPE_CHECKING:
+    from benchmarks.frameworks.keras_backends import KerasOnOtherBackend
 
-def backend_devices(backend: str, want_gpu: bool) -> list[str]:
-    """The device the backend computes on, checked against what the cell asked for."""
-    if backend == "jax":
-        import jax
 
-        device = jax.devices()[0]
-        name, on_gpu = f"{device.platform}:{device.id}", device.platform == "gpu"
-    else:
-        import torch
+def jax_device() -> tuple[str, bool]:
+    """The device JAX computes on, and whether it is a GPU."""
+    import jax
 
-        on_gpu = torch.cuda.is_available()
-        name = f"cuda:0 ({torch.cuda.get_device_name(0)})" if on_gpu else "cpu"
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.id}", device.platform == "gpu"
+
+
+def torch_device() -> tuple[str, bool]:
+    """The device Keras on torch computes on (the first GPU when there is one), and whether it is a GPU."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return (f"cuda:0 ({torch.cuda.get_device_name(0)})" if on_gpu else "cpu"), on_gpu
+
+
+def checked_device(backend: str, device: tuple[str, bool], want_gpu: bool) -> list[str]:
+    """The backend's device (``device``: its name and whether it is a GPU), checked against what the cell asked for."""
+    name, on_gpu = device
     if want_gpu and not on_gpu:
         raise RuntimeError(f"asked for a GPU, but Keras' {backend} backend computes on {name}")
     if on_gpu and not want_gpu:
@@ -51,7 +62,7 @@ def set_math_mode(backend: str, mode: str) -> None:
     math_mode.set_math_mode(backend, math_mode.TF32 if mode == "tf32" else math_mode.STRICT_FP32)
 
 
-def backend_environment(backend: str, devices: list[str]) -> dict:
+def backend_environment(backend: str, devices: list[str], jit_compile: bool) -> dict:
     import keras
 
     module = importlib.import_module(backend)
@@ -61,7 +72,7 @@ def backend_environment(backend: str, devices: list[str]) -> dict:
         "backend": backend,
         backend: module.__version__,
         "devices": devices,
-        "jit_compile": backend == "jax",
+        "jit_compile": jit_compile,
         "threads": os.cpu_count(),
     }
 
@@ -86,12 +97,15 @@ def jax_memory(devices: list) -> tuple[object, object]:
     return None, framework_memory
 
 
-def _backend_memory(backend: str) -> tuple[object, object]:
-    """The backend's allocator peak on the GPU; nothing on CPUs (NVML still samples GPUs)."""
-    if backend == "jax":
-        import jax
+def jax_memory_hooks() -> tuple[object, object]:
+    """JAX's allocator peak on the GPUs this process sees (``jax_memory``)."""
+    import jax
 
-        return jax_memory(jax.local_devices())
+    return jax_memory(jax.local_devices())
+
+
+def torch_memory_hooks() -> tuple[object, object]:
+    """PyTorch's allocator peak on the GPU, reset before the timed steps; nothing on CPUs (NVML still samples GPUs)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -107,9 +121,12 @@ def _backend_memory(backend: str) -> tuple[object, object]:
     return torch.cuda.reset_peak_memory_stats, framework_memory
 
 
-def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
+def prepare_keras_backend(config: CellConfig, adapter: KerasOnOtherBackend) -> PreparedCell:
+    """The cell on ``adapter``'s backend: what differs between backends (device, memory, compilation) is the
+    adapter's to say."""
     import keras
 
+    backend = adapter.keras_backend
     if keras.backend.backend() != backend:
         raise RuntimeError(
             f"Keras was imported with the {keras.backend.backend()} backend, not {backend}: "
@@ -118,14 +135,14 @@ def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
     from implementations.keras_alexnet import build_keras_model
     from implementations.keras_training import compile_for_training
 
-    devices = backend_devices(backend, config.gpus > 0)
+    devices = checked_device(backend, adapter.device(), config.gpus > 0)
     set_math_mode(backend, config.math_mode)
     keras.utils.set_random_seed(config.seed)
     if config.precision == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")  # bf16 compute, fp32 weights
     arch = get_variant(config.variant)
     model = build_keras_model(arch, config.split_impl)
-    jit = backend == "jax"
+    jit = adapter.jit_compile
     if config.mode == "train":
         compile_for_training(model, WEIGHT_DECAY, LEARNING_RATE, MOMENTUM, jit_compile=jit)
     else:
@@ -151,13 +168,13 @@ def prepare_keras_backend(config: CellConfig, backend: str) -> PreparedCell:
         # Reading one element back waits for the product; the slice keeps the copy negligible.
         return lambda: keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, :1])
 
-    reset_peak, framework_memory = _backend_memory(backend)
+    reset_peak, framework_memory = adapter.memory_hooks()
     return PreparedCell(
         ceiling=lambda: measure_ceiling(product, config.gpus > 0, config.precision),
         step=step,
         sync=lambda: None,  # each step already ends with a device-to-host read
         images_per_step=config.batch_size,
-        environment=backend_environment(backend, devices),
+        environment=backend_environment(backend, devices, jit),
         reset_peak_memory=reset_peak,
         framework_memory=framework_memory,
     )

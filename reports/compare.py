@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from reports.cell_summary import summarize_cells, throughput_rows
+from reports.findings import busy_machine_findings
 from reports.load import load_results
 from reports.statistics import MAX_REPEATS, cell_median, holm, process_test, repeats_needed
 
@@ -340,6 +341,8 @@ def compare(
     for side, machines in (("base", base_machines), ("new", new_machines)):
         if len(machines) > 1:
             warnings.append(f"{side}: each cell pools the rows of {len(machines)} machines")
+    for side, loaded in (("base", base), ("new", new)):
+        warnings += [f"{side}: {line.removeprefix('WARNING: ')}" for line in busy_machine_findings(loaded.frame)]
     base_cells, new_cells = _indexed(base.frame), _indexed(new.frame)
     empty_keys = pd.DataFrame(columns=COMPARE_KEYS)
     if base_cells.empty or new_cells.empty:

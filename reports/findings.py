@@ -24,6 +24,7 @@ from rich.markup import escape
 
 from benchmarks import frameworks
 from benchmarks.cell import BASELINE_FAST_PATHS, math_mode_label
+from benchmarks.measure.machine_load import BUSY_CORES
 from reports.ceilings import device_ceiling, device_kind, per_device_gflops
 from reports.cell_summary import config_label, fastest_cell, ratio_interval, summarize_cells, winner
 
@@ -173,6 +174,22 @@ def failure_findings(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def busy_machine_findings(frame: pd.DataFrame) -> list[str]:
+    """A warning first when other work ran beside some cells: one other process made a cell 4x slower on two
+    cores, and the figures of such cells (and every ratio built on them) say less than they seem to."""
+    if "other_load_cores" not in frame:
+        return []
+    busy = frame[frame["other_load_cores"] > BUSY_CORES]
+    if busy.empty:
+        return []
+    worst = busy["other_load_cores"].max()
+    return [
+        f"WARNING: the machine was busy during {len(busy)} of {len(frame)} cells (other processes and steal used up "
+        f"to {worst:.2f} cores beside them, more than {BUSY_CORES:g}): their figures may be low and the ratios "
+        "built on them unsound; rerun on a quiet machine (the rows' metrics.machine_load say which)."
+    ]
+
+
 def build_findings(frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[str]:
     """The findings of a tidy results frame (``reports.load``), per machine when there are several."""
     if frame.empty:
@@ -188,6 +205,7 @@ def build_findings(frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> 
     for environment in environments:
         part = summary[summary["environment"] == environment] if not summary.empty else summary
         found = [
+            *busy_machine_findings(frame[frame["environment"] == environment]),
             *framework_findings(part),
             *split_findings(part),
             *fast_path_findings(part),

@@ -196,7 +196,17 @@ def _timing_columns(metrics: dict, ok: bool) -> dict:
         "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
         "energy_per_image_j": _number(metrics.get("energy_per_image_j")),  # GPU rows: NVML over the timed steps
+        # Other processes' CPU and steal beside the timed steps, in cores (benchmarks.measure.machine_load).
+        "other_load_cores": _other_load(_dict(metrics.get("machine_load"))),
     }
+
+
+def _other_load(load: dict) -> float:
+    """Cores' worth of other work beside the cell: nan where unmeasured, and for a cell of several processes,
+    whose own other ranks the measure cannot tell from other tenants."""
+    if not load.get("measured") or _number(load.get("processes_in_cell")) != 1:
+        return math.nan
+    return _number(load.get("other_processes_cores")) + _number(load.get("steal_cores"))
 
 
 _TIMING = ("images_per_s", "images_per_s_q25", "images_per_s_q75", "median_step_s", "iqr_step_s", "first_step_s",

@@ -125,3 +125,34 @@ def test_environment_block_says_built_with_cuda_when_no_gpu_was_used():
     on_cpu, on_gpu = framework_summary(tensorflow, gpu_used=False), framework_summary(tensorflow, gpu_used=True)
     assert "built with CUDA 12.5.1, built with cuDNN 9" in on_cpu and "cuda 12.5.1" not in on_cpu
     assert "cuda 12.5.1, cudnn 9" in on_gpu
+
+
+@pytest.mark.parametrize("others", [0.0, 0.1, 1.0], ids=["quiet", "a-little", "one-other-core"])
+def test_a_busy_machine_is_the_first_finding(others):
+    rows = factory.sweep(seed=6, variants=("cifar100-single",))
+    for row in rows[:2]:
+        row["metrics"]["machine_load"] = {
+            "measured": True,
+            "other_processes_cores": others,
+            "steal_cores": 0.0,
+            "processes_in_cell": 1,
+        }
+    findings = build_findings(frame_from_rows(rows))
+    busy = others > 0.25
+    assert findings[0].startswith("WARNING: the machine was busy during 2 of 4 cells") is busy
+    assert (f"up to {others:.2f} cores" in findings[0]) is busy
+
+
+def test_compare_warns_of_the_side_measured_on_a_busy_machine(tmp_path):
+    from reports.compare import compare
+
+    base = factory.sweep(seed=7, variants=("cifar100-single",))
+    new = factory.sweep(seed=8, variants=("cifar100-single",))
+    for row in new:
+        row["metrics"]["machine_load"] = {"measured": True, "other_processes_cores": 1.0, "steal_cores": 0.0,
+                                          "processes_in_cell": 1}  # fmt: skip
+    result = compare(
+        [factory.write_rows(tmp_path / "base.jsonl", base)], [factory.write_rows(tmp_path / "new.jsonl", new)]
+    )
+    busy = [line for line in result.warnings if "busy" in line]
+    assert len(busy) == 1 and busy[0].startswith("new: the machine was busy during 4 of 4 cells")

@@ -1,9 +1,10 @@
 """Worker processes die with their parent: the kernel's parent-death signal (Linux ``PR_SET_PDEATHSIG``).
 
 A worker that outlives its sweep keeps computing, re-parented to PID 1, and skews every later
-measurement on the machine. The runner links each worker to itself between fork and exec; the
-worker links itself to whatever started it (torchrun, for data-parallel cells), so torchrun's
-ranks die with torchrun, which dies with the sweep. Elsewhere than Linux both are no-ops.
+measurement on the machine. Every child is linked to its parent between fork and exec
+(``benchmarks.process.run_bounded``); the worker links itself to whatever started it (torchrun,
+for data-parallel cells), so torchrun's ranks die with torchrun, which dies with the sweep.
+Elsewhere than Linux both are no-ops.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class Framework:
     multi_node: bool = False  # data-parallel over several machines (benchmarks.multinode)
     trains: bool = False  # whether ``bench.py train`` can run it
     keras_backend: str | None = None  # KERAS_BACKEND its workers get (None: not Keras)
+    math_library: str = ""  # the library whose arithmetic it computes with (implementations.math_mode names)
 
     def missing(self) -> str | None:
         """Why this framework cannot run in this installation, or None when it can."""
@@ -80,6 +81,24 @@ class Framework:
     def prepare(self, config: CellConfig) -> PreparedCell:
         """Build the model and data on the cell's devices; return the step to time and its helpers."""
         raise NotImplementedError(f"{self.name} cannot prepare a benchmark cell")
+
+    def pin_strict_fp32(self) -> str:
+        """In a worker, before any model exists: strict fp32 (TF32 off) in the library it computes with; the
+        mode in words. Training parity needs it: its controls measure fp32 rounding, not TF32's."""
+        from implementations import math_mode
+
+        math_mode.set_math_mode(self.math_library, math_mode.STRICT_FP32)
+        return math_mode.DESCRIPTIONS[math_mode.STRICT_FP32]
+
+    def other_kernels_environment(self, parent: dict[str, str]) -> dict[str, str]:
+        """Variables that make a worker (started from ``parent``'s environment) sum through other kernels than
+        this framework's default ones, set before it loads; {} where the switch is made in the worker."""
+        return {}
+
+    def use_other_kernels(self, trainer: Trainer) -> str:
+        """In a training-parity control's worker: move ``trainer`` to other kernels, which sum in another
+        order; what they are, in words ("" where the framework has none to offer)."""
+        return ""
 
     def trainer(self, config: TrainConfig, weights: LayerWeights) -> Trainer:
         """A trainer for ``bench.py train``, starting from the shared ``weights``."""

@@ -44,6 +44,7 @@ class KerasOnJax(KerasOnOtherBackend):
     packages = ("keras", "jax")
     install_hint = "pip install -e '.[jax]'"
     keras_backend = "jax"
+    math_library = "jax"
     jit_compile = True  # eager JAX is an op-by-op debugging mode
 
     def device(self) -> tuple[str, bool]:
@@ -71,6 +72,7 @@ class KerasOnTorch(KerasOnOtherBackend):
     packages = ("keras", "torch")
     install_hint = "pip install -e '.[keras,torch]'"
     keras_backend = "torch"
+    math_library = "torch"
 
     def device(self) -> tuple[str, bool]:
         from benchmarks.frameworks.keras_backends_cell import torch_device

@@ -7,6 +7,7 @@ Several nodes: data-parallel under MultiWorkerMirroredStrategy, one worker proce
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from benchmarks.frameworks.base import Framework
@@ -15,6 +16,13 @@ if TYPE_CHECKING:
     from benchmarks.accuracy.training import TrainConfig, Trainer
     from benchmarks.cell import CellConfig, PreparedCell
     from implementations.weight_mapping import LayerWeights
+
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch for its oneDNN kernels (on by default on x86 CPUs)
+
+
+def onednn_off(environment: Mapping[str, str]) -> bool:
+    return environment.get(ONEDNN, "").strip().lower() in ("0", "false", "off")
 
 
 class KerasOnTensorFlow(Framework):
@@ -33,6 +41,7 @@ class KerasOnTensorFlow(Framework):
     multi_node = True  # MultiWorkerMirroredStrategy, TF_CONFIG from benchmarks.address_exchange
     trains = True
     keras_backend = "tensorflow"
+    math_library = "tensorflow"
 
     def fast_path_applies(self, path: str, config: CellConfig) -> bool:
         # XLA compiles a step for one device: Keras refuses it for towers on different devices.
@@ -49,3 +58,13 @@ class KerasOnTensorFlow(Framework):
         from benchmarks.frameworks.keras_trainer import KerasTrainer
 
         return KerasTrainer(config, weights)
+
+    def other_kernels_environment(self, parent: dict[str, str]) -> dict[str, str]:
+        """oneDNN switched (off where it is on: Eigen's kernels); a GPU ignores the switch."""
+        return {ONEDNN: "1" if onednn_off(parent) else "0"}
+
+    def use_other_kernels(self, trainer: Trainer) -> str:
+        import os
+
+        value = os.environ.get(ONEDNN, "")
+        return f"oneDNN {'off, Eigen kernels' if onednn_off(os.environ) else 'on'}: {ONEDNN}={value}"

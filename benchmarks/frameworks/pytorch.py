@@ -73,6 +73,7 @@ class PyTorch(Framework):
     multi_device = ("model", "data")
     multi_node = True
     trains = True
+    math_library = "torch"
 
     def unsupported(self, config: CellConfig) -> str | None:
         if config.xeon_launch and (config.gpus or config.parallel != "none"):
@@ -135,3 +136,9 @@ class PyTorch(Framework):
         from benchmarks.frameworks.pytorch_trainer import TorchTrainer
 
         return TorchTrainer(config, weights)
+
+    def use_other_kernels(self, trainer: Trainer) -> str:
+        import torch
+
+        trainer.model.to(memory_format=torch.channels_last)  # a convolution takes its weight's layout
+        return "NHWC convolutions"

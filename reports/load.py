@@ -173,6 +173,7 @@ def _cell_columns(cell: dict) -> dict:
             cell.get("channels_last", False),
             math_mode,
             cell.get("xeon_launch", False),
+            cell.get("cuda_graphs", False),
         ),
         "precision": precision,
         "math_mode": math_mode,

@@ -16,7 +16,7 @@ from implementations.variants import get_variant
 
 MODES = ("train", "infer")
 # Fields added later, left out of ``key()`` when unset: keys of older rows still match.
-KEY_OPTIONAL = ("time_budget_s", "target_precision", "xeon_launch")
+KEY_OPTIONAL = ("time_budget_s", "target_precision", "xeon_launch", "cuda_graphs")
 # How fp32 arithmetic is done on a GPU. Strict fp32 is torch's matmul default; TensorFlow, JAX and torch's cuDNN
 # convolutions use TF32 by default on Ampere and newer GPUs, which keeps 10 mantissa bits. A cell states its mode and
 # every framework's adapter sets it the same way (see each ``*_cell.set_math_mode``); "bf16" goes with bf16 precision.
@@ -54,8 +54,10 @@ FAST_PATHS = (
     FastPath("compiled", "--compile", {"compiled": True}, "compiled"),
     FastPath("bf16", "--precision bf16", {"precision": "bf16", "math_mode": "bf16"}, "bf16"),
     FastPath("xeon_launch", "--xeon-launch", {"xeon_launch": True}, "xeon-launch"),
+    FastPath("cuda_graphs", "--cuda-graphs", {"cuda_graphs": True}, "cuda-graphs"),
 )
-LABEL_ORDER = ("bf16", "TF32", "compiled", "channels_last", "xeon-launch")  # how a configuration's label reads
+# How a configuration's label reads.
+LABEL_ORDER = ("bf16", "TF32", "compiled", "cuda-graphs", "channels_last", "xeon-launch")
 
 
 def fast_path(name: str) -> FastPath:
@@ -78,9 +80,16 @@ def fast_path_label(
     channels_last: bool = False,
     math_mode: str = "",
     xeon_launch: bool = False,
+    cuda_graphs: bool = False,
 ) -> str:
     """The options beyond the plain fp32 model, e.g. 'bf16+compiled' ('fp32' when none; 'TF32' under TF32)."""
-    fields = {"precision": precision, "compiled": compiled, "channels_last": channels_last, "xeon_launch": xeon_launch}
+    fields = {
+        "precision": precision,
+        "compiled": compiled,
+        "channels_last": channels_last,
+        "xeon_launch": xeon_launch,
+        "cuda_graphs": cuda_graphs,
+    }
     parts = [path.label for path in FAST_PATHS if path.used_by(SimpleNamespace(**fields))]
     parts += ["TF32"] if math_mode == "tf32" else []
     return "+".join(sorted(parts, key=LABEL_ORDER.index)) or "fp32"
@@ -106,6 +115,7 @@ class CellConfig:
     compiled: bool = False  # PyTorch torch.compile, Keras XLA (jit_compile)
     channels_last: bool = False  # PyTorch memory format (Keras is channels-last already)
     xeon_launch: bool = False  # PyTorch's CPU launcher: core affinity, OpenMP threads, tcmalloc/jemalloc if found
+    cuda_graphs: bool = False  # PyTorch on one GPU: the whole step captured once as a CUDA graph, then replayed
     # Timing by budget (benchmarks.measure.timing.time_by_budget): 0 = exactly ``steps`` steps; else ``steps`` is
     # the minimum, and steps go on until the median is within ``target_precision`` or the budget is spent.
     time_budget_s: float = 0.0
@@ -183,7 +193,9 @@ class CellConfig:
         return f"{self.framework} {self.variant}{impl}{fast} {self.mode} bs={self.batch_size} {setup} #{self.repeat}"
 
     def fast_paths(self) -> str:
-        return fast_path_label(self.precision, self.compiled, self.channels_last, self.math_mode, self.xeon_launch)
+        return fast_path_label(
+            self.precision, self.compiled, self.channels_last, self.math_mode, self.xeon_launch, self.cuda_graphs
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

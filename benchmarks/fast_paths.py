@@ -2,7 +2,8 @@
 
 Each candidate changes one thing, so its ratio to the baseline says what that one thing is
 worth on this device: the other split formulation, then each fast path the framework's adapter
-offers (``channels_last``, ``compiled``, ``bf16``, and on CPUs PyTorch's ``xeon_launch``).
+offers (``channels_last``, ``compiled``, ``bf16``, on CPUs PyTorch's ``xeon_launch``, on one GPU PyTorch's
+``cuda_graphs``).
 cudnn.benchmark is on for every PyTorch GPU cell. On a CPU without native bf16 (no
 AVX512-BF16/AMX) the frameworks emulate bf16 at a small fraction of fp32 speed: one such cell
 can take longer than the whole sweep, so bf16 is only tried on GPUs and where the host says it

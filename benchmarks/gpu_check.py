@@ -1,6 +1,6 @@
 """The GPU check: one prepared run of every GPU path on one GPU, in under 8 minutes, then one table.
 
-It covers PyTorch in strict fp32, TF32 and bf16, channels_last and torch.compile; Keras on JAX and
+It covers PyTorch in strict fp32, TF32 and bf16, channels_last, torch.compile and CUDA graphs; Keras on JAX and
 on torch; CIFAR-100 and ImageNet; both split formulations; and the two-GPU code on one GPU
 (``--simulate-devices 2 --gpus 1``: both towers, or two data-parallel ranks, on cuda:0). Each part
 is one ``bench.py run`` into one results file; a framework that is not installed is skipped with a
@@ -84,6 +84,12 @@ PARTS = (
         ("-v", "imagenet-single", "-m", "train", "-b", "128", "--compile"),
         compile_toolchain_missing,
     ),
+    # Launch-bound where graphs help most: the small CIFAR-100 network as well as ImageNet's, training and inference.
+    Part(
+        "torch CUDA graphs",
+        "torch",
+        ("-v", "imagenet-single", "-v", "cifar100-single", "-b", "128", "--cuda-graphs"),
+    ),
     Part(
         "torch TF32, both datasets and split formulations",
         "torch",
@@ -125,7 +131,7 @@ def table(results: Path) -> str:
                 "impl": cell.get("split_impl"),
                 "mode": cell["mode"],
                 "math": cell.get("math_mode") or cell.get("precision", "fp32"),
-                "extra": "+".join(k for k in ("compiled", "channels_last") if cell.get(k)) or "",
+                "extra": "+".join(k for k in ("compiled", "channels_last", "cuda_graphs") if cell.get(k)) or "",
                 "setup": row.device_setup,
                 "status": row.status,
                 "img/s": metrics.get("images_per_s"),

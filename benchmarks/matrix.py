@@ -56,6 +56,7 @@ class SweepOptions:
     compiled: bool = False
     channels_last: bool = False
     xeon_launch: bool = False  # PyTorch on CPUs: start workers through torch.backends.xeon.run_cpu
+    cuda_graphs: bool = False  # PyTorch on one GPU: each step replayed from one captured CUDA graph
     best: bool = False  # try every fast path against each baseline (benchmarks.fast_paths)
     native_bf16: bool = False  # the host's (benchmarks.host): whether --best tries bf16 on the CPU
     nodes: int = 1  # machines, data-parallel over all of them (benchmarks.multinode)
@@ -230,6 +231,7 @@ def plan(options: SweepOptions) -> list[CellConfig]:
                 compiled=options.compiled,
                 channels_last=options.channels_last,
                 xeon_launch=options.xeon_launch,
+                cuda_graphs=options.cuda_graphs,
                 time_budget_s=budget,
                 target_precision=target if budget else 0.0,
                 math_mode=math_mode(options, gpus, options.precision),

@@ -38,6 +38,8 @@ HELP = {
     "channels_last": "PyTorch channels_last memory format.",
     "xeon_launch": "PyTorch on CPUs: start each worker through torch.backends.xeon.run_cpu (cores pinned, one OpenMP "
     "thread per physical core, tcmalloc or jemalloc preloaded when installed where it looks).",
+    "cuda_graphs": "PyTorch on one GPU: capture the whole step (training: forward, loss, backward, update) once as "
+    "a CUDA graph and replay it, one launch per step instead of one per kernel.",
     "shard": "i/n: run only the i-th of n equal shares of the cells, so n machines cover the sweep.",
     "nodes": "Machines running one cell data-parallel, one bench.py run each. Default: SLURM_NNODES, else 1.",
     "rendezvous": "HOST:PORT of the first node (--nodes). Default under SLURM: the job's first host, 29500.",
@@ -75,6 +77,7 @@ RUN_OPTIONS = {
     "compiled": Opt(bool, "--compile", help=HELP["compiled"]),
     "channels_last": Opt(bool, "--channels-last", help=HELP["channels_last"]),
     "xeon_launch": Opt(bool, "--xeon-launch", help=HELP["xeon_launch"]),
+    "cuda_graphs": Opt(bool, "--cuda-graphs", help=HELP["cuda_graphs"]),
     "shard": Opt(str | None, "--shard", help=HELP["shard"]),
     "nodes": Opt(int | None, "--nodes", help=HELP["nodes"]),
     "rendezvous": Opt(str | None, "--rendezvous", help=HELP["rendezvous"]),

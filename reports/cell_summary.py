@@ -83,8 +83,22 @@ def _pooled(group: pd.DataFrame, batch: int) -> dict:
     }
 
 
+def energy_per_image(ok: pd.DataFrame, batch: int) -> float:
+    """Joules per image over the timed steps of a cell's successful repeats: their energy over their images.
+
+    Each row's ``energy_j`` is NVML's counter over its timed steps, ``steps_timed`` x ``batch`` its images, so
+    repeats weigh by the images they timed. A row without those (none but ``energy_per_image_j``) gives the
+    median of that figure; NaN where no repeat measured energy (CPU cells, GPUs before Volta).
+    """
+    pooled = {"energy_j", "steps_timed"} <= set(ok.columns)
+    have = ok[ok["energy_j"].notna() & (ok["steps_timed"] > 0)] if pooled else ok.iloc[0:0]
+    if len(have) == len(ok) and not have.empty and batch > 0:
+        return float(have["energy_j"].sum() / (have["steps_timed"].sum() * batch))
+    return float(ok["energy_per_image_j"].median()) if "energy_per_image_j" in ok else math.nan
+
+
 def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
-    """One line per cell (repeats pooled): status, images/s median and quartiles, memory, FLOP/s."""
+    """One line per cell (repeats pooled): status, images/s median and quartiles, memory, FLOP/s, energy."""
     keys = keys or CELL_KEYS
     rows = throughput_rows(frame)
     if rows.empty:
@@ -113,6 +127,7 @@ def summarize_cells(frame: pd.DataFrame, keys: list[str] | None = None) -> pd.Da
                 "framework_peak_mib": ok["framework_peak_mib"].max(),
                 "achieved_gflops": (ok["flops_per_image"].median() * pooled["images_per_s"]) / 1e9,
                 "ceiling_gflops": ok["ceiling_gflops"].median(),
+                "energy_per_image_j": energy_per_image(ok, int(first["batch_size"])),
             }
         )
     return pd.DataFrame(lines)

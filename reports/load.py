@@ -173,6 +173,7 @@ def _cell_columns(cell: dict) -> dict:
             cell.get("channels_last", False),
             math_mode,
             cell.get("xeon_launch", False),
+            cell.get("cuda_graphs", False),
         ),
         "precision": precision,
         "math_mode": math_mode,
@@ -195,7 +196,9 @@ def _timing_columns(metrics: dict, ok: bool) -> dict:
         "flops_per_image": _number(metrics.get("flops_per_image")),
         "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
-        "energy_per_image_j": _number(metrics.get("energy_per_image_j")),  # GPU rows: NVML over the timed steps
+        # GPU rows: NVML's energy counter over the timed steps (the whole device), and per image timed.
+        "energy_j": _number(metrics.get("energy_j")),
+        "energy_per_image_j": _number(metrics.get("energy_per_image_j")),
         # Other processes' CPU and steal beside the timed steps, in cores (benchmarks.measure.machine_load).
         "other_load_cores": _other_load(_dict(metrics.get("machine_load"))),
     }

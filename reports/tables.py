@@ -41,6 +41,12 @@ MEMORY_COLUMNS = {
     "nvml_peak_mib": "NVML peak MiB",
     "framework_peak_mib": "alloc peak MiB",
 }
+# Energy per image over the timed steps (NVML, GPU cells); the column is left out where no cell measured it.
+ENERGY = "energy J/img"
+ENERGY_NOTE = (
+    "energy J/img: joules per image over the timed steps, from NVML's energy counter of the cell's GPUs (the whole "
+    "device, idle draw included), pooled over repeats as their energy over their images; shown only when measured."
+)
 
 
 def contrast(
@@ -77,13 +83,13 @@ def contrast(
         line["95% interval"] = "—" if math.isnan(low) else f"{low:.2f}–{high:.2f}"
         line["faster"] = winner(low, high, *names)
         if memory:
-            for source, label in MEMORY_COLUMNS.items():
+            for source, label in {**MEMORY_COLUMNS, "energy_per_image_j": ENERGY}.items():
                 for name, side in zip(names, (a, b), strict=True):
-                    line[f"{name} {label}"] = math.nan if side is None else side[source]
+                    line[f"{name} {label}"] = math.nan if side is None else side.get(source, math.nan)
         for name, side in zip(names, (a, b), strict=True):
             line[f"{name} status"] = "missing" if side is None else side["status"]
         lines.append(line)
-    return _drop_empty(pd.DataFrame(lines), like=" MiB")
+    return _drop_empty(_drop_empty(pd.DataFrame(lines), like=" MiB"), like=ENERGY)
 
 
 def _drop_empty(table: pd.DataFrame, like: str) -> pd.DataFrame:
@@ -118,25 +124,28 @@ def cells_table(summary: pd.DataFrame) -> ReportTable:
         "nvml_peak_mib",
         "framework_peak_mib",
         "achieved_gflops",
+        "energy_per_image_j",
     ]
-    table = _impl_where_split(summary[columns], summary).rename(
+    table = _impl_where_split(summary.reindex(columns=columns), summary).rename(
         columns={
             "images_per_s": "img/s",
             "iqr_images_per_s": "IQR",
             "first_step_s": "first step s",
             "achieved_gflops": "GFLOP/s",
+            "energy_per_image_j": ENERGY,
             **MEMORY_COLUMNS,
         }
     )
-    table = _drop_empty(display_names(table), like=" MiB")
+    table = _drop_empty(_drop_empty(display_names(table), like=" MiB"), like=ENERGY)
     notes = [
         "img/s: batch / median step time, per-step times pooled over repeats; IQR: the interquartile range of "
         "per-step images/s. A failed cell shows its status and no figures.",
         spread_note(summary),
         "memory: peak RSS is the worker process on CPU (framework runtime included); on GPU, NVML's device peak "
         "during the timed steps and the framework allocator's peak, summed over devices.",
+        *([ENERGY_NOTE] if ENERGY in table else []),
     ]
-    return ReportTable("All cells", table, notes)
+    return ReportTable("All cells", table, notes, {ENERGY: ".3g"})
 
 
 FRAMEWORK_KEYS = ["environment", "variant", "mode", "batch_size", "device_setup"]
@@ -191,14 +200,17 @@ def memory_table(summary: pd.DataFrame) -> ReportTable:
     """Keras against PyTorch memory: peak RSS (CPU); NVML device peak and allocator peak (GPU) where measured."""
     table = contrast(summary, "framework", *_PAIR, FRAMEWORK_KEYS, _pair_labels(), show_impl=True, memory=True)
     if not table.empty:
-        table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith((" config", " MiB", " status"))]]]
+        kept = (" config", " MiB", f" {ENERGY}", " status")
+        table = table[[*FRAMEWORK_KEYS, *[c for c in table.columns if c.endswith(kept)]]]
     notes = [
         "peak RSS: the worker process on CPU, framework runtime included. NVML peak: device memory in use during "
         "the timed steps (whole device), alloc peak: the framework allocator's own peak; both summed over devices "
         "and shown only when measured.",
         "the cell of each framework's fastest configuration, named under config.",
+        *([ENERGY_NOTE] if any(c.endswith(ENERGY) for c in table.columns) else []),
     ]
-    return ReportTable("Memory: Keras vs PyTorch", display_names(table), notes)
+    formats = {c: ".3g" for c in table.columns if c.endswith(ENERGY)}
+    return ReportTable("Memory: Keras vs PyTorch", display_names(table), notes, formats)
 
 
 def formulation_tables(summary: pd.DataFrame) -> list[ReportTable]:

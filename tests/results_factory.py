@@ -63,8 +63,9 @@ def metrics(
     rss_mib: float = 900.0,
     gpu_peak_mib: float | None = None,
     ceiling_flops_per_s: float | None = None,
+    energy_j: float | None = None,
 ) -> dict:
-    """The figures the worker's ``measure`` reports for these step times."""
+    """The figures the worker's ``measure`` reports for these step times (``energy_j``: NVML's, over them)."""
     timing = summarize(times, config.batch_size)
     flops_per_image = forward_flops(get_variant(config.variant)) * (3 if config.mode == "train" else 1)
     gpu = config.gpus > 0
@@ -103,6 +104,9 @@ def metrics(
     }
     if ceiling_flops_per_s is not None:
         figures["ceiling_flops_per_s"] = ceiling_flops_per_s
+    if energy_j is not None:  # as benchmarks.worker.measure writes it: over the images of the timed steps
+        figures["energy_j"] = energy_j
+        figures["energy_per_image_j"] = energy_j / (config.batch_size * len(times))
     return figures
 
 

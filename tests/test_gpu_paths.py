@@ -397,7 +397,7 @@ def test_gpu_check_skips_absent_frameworks_in_one_line_each(monkeypatch, capsys,
     commands = " ".join(out)
     for needed in ("--math-mode fp32", "--math-mode tf32", "--precision bf16", "--channels-last", "--compile",
                    "-f keras-jax", "-f keras-torch", "cifar100-split", "imagenet-split", "--split-impl towers",
-                   "--simulate-devices 2"):  # fmt: skip
+                   "--simulate-devices 2", "--cuda-graphs"):  # fmt: skip
         assert needed in commands
 
 

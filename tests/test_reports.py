@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -318,6 +319,38 @@ def test_gpu_memory_columns_appear_only_with_gpu_figures() -> None:
     assert gpu_table.iloc[0]["PyTorch alloc peak MiB"] == pytest.approx(3072)
     cpu_table = tables.memory_table(cell_summary.summarize_cells(frame_from_rows(factory.sweep(seed=1)))).frame
     assert "Keras NVML peak MiB" not in cpu_table and "Keras peak RSS MiB" in cpu_table
+
+
+def test_energy_per_image_is_a_column_where_rows_measured_it(tmp_path: Path) -> None:
+    """GPU rows with NVML energy: joules per image, the cell's energy over its timed images (repeats pooled)."""
+    rng = np.random.default_rng(3)
+    host = factory.machine(gpus=("H200",))
+    torch_cell, keras_cell = (CellConfig(fw, "cifar100-single", "train", 128, gpus=1) for fw in ("torch", "keras"))
+    rows = [  # PyTorch: two repeats, 10 and 30 steps of 128 images; Keras: one repeat, 20 steps
+        factory.ok_row(torch_cell, factory.step_times(rng, 0.01, 10), host, energy_j=64.0),
+        factory.ok_row(replace(torch_cell, repeat=1), factory.step_times(rng, 0.01, 30), host, energy_j=320.0),
+        factory.ok_row(keras_cell, factory.step_times(rng, 0.02, 20), host, energy_j=128.0),
+    ]
+    summary = cell_summary.summarize_cells(frame_from_rows(rows))
+    cells = tables.cells_table(summary)
+    by_framework = dict(zip(cells.frame["framework"], cells.frame["energy J/img"], strict=True))
+    assert by_framework["torch"] == pytest.approx((64 + 320) / (128 * 40))  # not the mean of 0.05 and 0.0833
+    assert by_framework["keras"] == pytest.approx(128 / (128 * 20))
+    assert any("energy J/img: joules per image" in note for note in cells.notes)
+    memory = tables.memory_table(summary)
+    assert memory.frame.iloc[0]["PyTorch energy J/img"] == pytest.approx(0.075)
+    assert memory.frame.iloc[0]["Keras energy J/img"] == pytest.approx(0.05)
+    markdown = render_markdown(build_report(load_results([factory.write_rows(tmp_path / "r.jsonl", rows)]))[0])
+    shown = _table_rows(markdown, "All cells")
+    assert sorted(line["energy J/img"] for line in shown) == ["0.05", "0.075"]
+
+
+def test_cpu_rows_have_no_energy_column(sweep_file: Path) -> None:
+    summary = cell_summary.summarize_cells(frame_from_rows(factory.sweep(seed=1)))
+    cells, memory = tables.cells_table(summary), tables.memory_table(summary)
+    assert not [c for c in [*cells.frame.columns, *memory.frame.columns] if "energy" in c or "J/img" in c]
+    assert not any("energy" in note for note in [*cells.notes, *memory.notes])
+    assert "J/img" not in render_markdown(build_report(load_results([sweep_file]))[0])
 
 
 def test_flops_against_a_ceiling_only_where_measured() -> None:

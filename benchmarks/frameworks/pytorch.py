@@ -1,5 +1,5 @@
-"""Native PyTorch: eager by default; torch.compile, channels_last, bf16 autocast and, on CPUs, PyTorch's
-own CPU launcher as fast paths.
+"""Native PyTorch: eager by default; torch.compile, channels_last, bf16 autocast, on one GPU CUDA graphs and, on
+CPUs, PyTorch's own CPU launcher as fast paths.
 
 Two or more devices: split variants run model-parallel (one tower per device), single variants
 data-parallel under DistributedDataParallel, launched by torchrun (gloo on CPU, NCCL on GPU).
@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,25 @@ def xeon_launcher_available() -> bool:
     return any((Path(where) / "backends" / "xeon" / "run_cpu.py").is_file() for where in places)
 
 
+def cuda_graphs_unsupported(config: CellConfig) -> str | None:
+    """Why ``--cuda-graphs`` cannot measure ``config``, or None: it captures one process's step on one real GPU.
+
+    A CPU cell has no CUDA work to capture. Data-parallel ranks would need DDP's own capture rules (NCCL's
+    asynchronous error handling off, warm-up under DDP before capture), a model-parallel step spans two
+    devices' streams, and torch.compile makes graphs of its own (``mode="reduce-overhead"``); none is taken here.
+    """
+    if not config.gpus:
+        return (
+            "--cuda-graphs captures a step's GPU work and needs a GPU (--gpus 1); this machine or sweep has none: "
+            "drop --cuda-graphs"
+        )
+    if config.parallel != "none" or config.simulate_devices:
+        return "--cuda-graphs runs on one GPU in this suite: use --gpus 1 without --simulate-devices or --nodes"
+    if config.compiled:
+        return "--cuda-graphs captures the eager step; torch.compile makes graphs its own way: drop one of them"
+    return None
+
+
 class PyTorch(Framework):
     name = "torch"
     label = "PyTorch"
@@ -69,7 +89,8 @@ class PyTorch(Framework):
     # xeon_launch: the launch settings PyTorch documents for CPUs (torch.backends.xeon.run_cpu): the worker pinned to
     # the physical cores, OMP_NUM_THREADS set to their number, tcmalloc or jemalloc preloaded where it finds one
     # (and Intel OpenMP with its affinity settings); each row's cpu_run_settings records what took effect.
-    fast_paths = ("channels_last", "compiled", "bf16", "xeon_launch")
+    # cuda_graphs: the whole step captured once as a CUDA graph and replayed (pytorch_cell.graphed_step), one GPU only.
+    fast_paths = ("channels_last", "compiled", "bf16", "xeon_launch", "cuda_graphs")
     multi_device = ("model", "data")
     multi_node = True
     trains = True
@@ -81,11 +102,15 @@ class PyTorch(Framework):
         if config.xeon_launch and not xeon_launcher_available():
             needs = f"{XEON_LAUNCHER} (Linux, torch 2.0 or later) and taskset or numactl"
             return f"--xeon-launch needs {needs}, which this machine lacks"
+        if config.cuda_graphs and (reason := cuda_graphs_unsupported(config)):
+            return reason
         return super().unsupported(config)
 
     def fast_path_applies(self, path: str, config: CellConfig) -> bool:
         if path == "xeon_launch":
             return config.gpus == 0 and config.parallel == "none" and xeon_launcher_available()
+        if path == "cuda_graphs":
+            return cuda_graphs_unsupported(replace(config, cuda_graphs=True)) is None
         return super().fast_path_applies(path, config)
 
     def launcher(self, config: CellConfig) -> list[str]:

@@ -41,6 +41,11 @@ class SchemaVersionError(RowError):
     """A row another version of the suite wrote: refused wherever it is, never misread or skipped."""
 
 
+class OtherSchemaFileError(ResultsFileError):
+    """A results file another version of the suite wrote; what to do depends on the command (write elsewhere, or
+    read it with that version), so the command adds it."""
+
+
 class Job(Protocol):
     """What a row needs to know of the job that produced it (a throughput cell, a training run)."""
 
@@ -138,8 +143,7 @@ class ResultRow:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"results schema version {version!r}; this suite reads and writes version {SCHEMA_VERSION}. "
-                "Write to another file with --results."
+                f"results schema version {version!r}; this suite reads and writes version {SCHEMA_VERSION}"
             )
         known = {f.name for f in fields(cls)} - {"line"}
         missing = [f.name for f in fields(cls) if f.name in known and f.name not in data and _required(f)]
@@ -196,6 +200,38 @@ def _check_regular(path: Path) -> None:
         raise ResultsFileError(f"results path {path} is not a regular file (a device, pipe or socket); name a file")
 
 
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a results file, in words (None: it is a regular file, so it can be tried).
+
+    A name too long for the file system, a device, a pipe and a folder each get their own words: "no results file"
+    is only for a path where nothing is.
+    """
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"no results file at {path}"
+    except OSError as error:  # a name too long, a loop of links, no permission
+        return f"cannot read {path}: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a directory, not a results file; name a file in it"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a device, pipe or socket), so not a results file"
+    return None
+
+
+def _why_not_writable(path: Path, error: OSError) -> str:
+    """The words for an output that cannot be made: a folder on the way that is a file says so (the system's own
+    words are "File exists" or "Not a directory")."""
+    for folder in reversed(path.parents):
+        try:
+            if stat.S_ISDIR(folder.stat().st_mode):
+                continue
+        except OSError:
+            break  # nothing there (or nothing that can be asked): the system's words say it
+        return f"{folder} is a file, not a folder"
+    return str(error.strerror or error)
+
+
 def check_writable_folder(folder: Path, what: str) -> None:
     """Refuse an output folder that cannot be written, before the work that fills it."""
     try:
@@ -204,7 +240,7 @@ def check_writable_folder(folder: Path, what: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ResultsFileError(f"cannot write {what} to {folder}: {error.strerror or error}") from None
+        raise ResultsFileError(f"cannot write {what} to {folder}: {_why_not_writable(folder / 'x', error)}") from None
 
 
 def check_writable(path: Path) -> None:
@@ -220,7 +256,7 @@ def check_writable(path: Path) -> None:
         if not existed:
             path.unlink()
     except OSError as error:
-        raise ResultsFileError(f"cannot write results to {path}: {error.strerror or error}") from None
+        raise ResultsFileError(f"cannot write results to {path}: {_why_not_writable(path, error)}") from None
 
 
 def _numbered_lines(handle) -> Iterator[tuple[int, bytes | None]]:
@@ -284,7 +320,7 @@ def read_results(path: Path) -> LoadedResults:
                 try:
                     row, problem = _row_of(raw, number)
                 except SchemaVersionError as error:  # another version's file: refused, never partly read
-                    raise ResultsFileError(f"{path} line {number}: {error}") from None
+                    raise OtherSchemaFileError(f"{path} line {number}: {error}") from None
                 if first and row is None and problem != "cut off":  # a first row cut off is a crashed first run
                     raise ResultsFileError(f"{path} line {number}{_not_a_row(problem)}")
                 first = False

@@ -13,6 +13,7 @@ from typing import Any
 
 from benchmarks.results import (
     LoadedResults,
+    OtherSchemaFileError,
     ResultRow,
     check_appendable,
     check_writable,
@@ -40,7 +41,10 @@ class Sweep:
 def open_sweep(jobs: Sequence[WorkerJob], results: Path, resume: bool = False) -> Sweep:
     """Check the results file before any worker starts; with ``resume``, drop jobs already done."""
     check_writable(results)
-    existing: LoadedResults = read_results(results)
+    try:
+        existing: LoadedResults = read_results(results)
+    except OtherSchemaFileError as error:
+        raise OtherSchemaFileError(f"{error}; write to another file with --results") from None
     check_appendable(results, existing)
     done = done_keys(existing.rows) if resume else set()
     todo = [job for job in jobs if job.key() not in done]

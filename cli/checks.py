@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 
 from cli.common import console, default_frameworks, err_console, fail, quiet_frameworks
-from cli.options import BatchSize, Frameworks, Opt, Rtol, Seed, SplitImpls, Variant, Variants
+from cli.options import BatchSize, Frameworks, Opt, Rtol, Seconds, Seed, SplitImpls, Variant, Variants
 from implementations.keras_backend import DEFAULT_KERAS_BACKEND
 from implementations.spec import SpecError
 from implementations.variants import BUILDABLE_VARIANTS, SPLIT_IMPLS, get_variant
@@ -22,6 +22,12 @@ Target = Annotated[
 ]
 Against = Opt(str, "--against", help="Variant to check against.")
 PortSeed = Seed("Seed for the copied weights and the inputs.")
+PortTimeout = Seconds(
+    "--timeout",
+    "Seconds the whole check may take (importing your module, building both models, comparing them); past it the "
+    "check is stopped, exit code 2.",
+)
+PORT_TIMEOUT_S = 600.0  # an ImageNet-sized Keras model built and run twice on a 2-core CPU takes about a minute
 SelfcheckFrameworks = Frameworks("torch or keras (repeatable).")
 SelfcheckVariant = Variant("Variant to time.")
 SelfcheckBatch = BatchSize("Images per step.", "-b")
@@ -95,25 +101,29 @@ def check_model(
     against: Against = "imagenet-split",
     rtol: Rtol = 1e-4,
     seed: PortSeed = 0,
+    timeout: PortTimeout = PORT_TIMEOUT_S,
 ) -> None:
     """Check your own AlexNet port (a PyTorch nn.Module or a Keras model) against a variant of the spec.
 
     Prints each layer's shape and parameters against the spec, copies the suite's weights into
     your model in layer order, compares every layer's output with the suite's model of the same
     framework, and names the first layer that differs with its likely cause. Exit code 0 on a
-    match, 1 on a difference, 2 when the model cannot be loaded or run.
+    match, 1 on a difference, 2 when the model cannot be loaded or run, or gives no verdict within
+    --timeout (it runs in a child process of its own).
     """
+    from implementations.check_model import CheckModelError, check_target
+
     try:
-        arch = get_variant(against)
-    except SpecError as error:
+        get_variant(against)
+        check_target(target)
+    except (SpecError, CheckModelError) as error:
         raise fail(str(error)) from None
     quiet_frameworks()
-    from implementations.check_model import CheckModelError
-    from implementations.check_model import check_model as check
+    from benchmarks.check_model_worker import check_in_child
     from reports.check_model_table import render_check
 
     try:
-        result = check(target, arch, seed=seed, rtol=rtol)
+        result = check_in_child(target, against, seed, rtol, timeout if timeout is not None else PORT_TIMEOUT_S)
     except CheckModelError as error:
         raise fail(str(error)) from None
     render_check(result, console)

@@ -1,6 +1,7 @@
 """What every command does alike: its consoles, one-line errors and notes, running a sweep, announcing a report."""
 
 import os
+import re
 from pathlib import Path
 
 import typer
@@ -12,14 +13,29 @@ console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+# A run of text without a space this long is something the user typed or named (a variant, a path), never the
+# suite's own words: a message shows its start and end and how long it is, not 100 KB of it.
+LONGEST_WORD = 200
+
+
+def shorten(message: str) -> str:
+    """``message`` with every word over LONGEST_WORD characters cut to its start and end, saying how long it was."""
+
+    def cut(match: re.Match) -> str:
+        word = match.group()
+        return f"{word[:60]}…{word[-20:]} ({len(word):,} characters)"
+
+    return re.sub(rf"[^\s'\":;,]{{{LONGEST_WORD + 1},}}", cut, message)  # a quoted name: its quotes stay
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one line for a user mistake and return the exit to raise (no traceback)."""
-    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(shorten(message))}", highlight=False)
     return typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[yellow]warning:[/] {escape(shorten(message))}", highlight=False)
 
 
 def note(message: str) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from benchmarks.request import RESULTS
-from cli.common import console, fail, write_and_announce_report
+from cli.common import console, fail, warn, write_and_announce_report
 from cli.options import Opt
 
 ResultsFiles = Annotated[
@@ -29,10 +29,17 @@ Markdown = Opt(bool, "--markdown", help="Print Markdown (for a PR comment) inste
 def report(results: ResultsFiles = None, out: Out = Path("results/report")) -> None:
     """Write the comparison report: Markdown, self-contained HTML with plots, CSV/Parquet, PNGs."""
     paths = results or [RESULTS]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise fail(f"no results file at {', '.join(missing)}; run `python bench.py run` first or name a file")
+    refuse_unreadable(paths, "; run `python bench.py run` first or name a file")
     write_and_announce_report(paths, out)
+
+
+def refuse_unreadable(paths: list[Path], missing_advice: str = "") -> None:
+    """One line for the first path that cannot be a results file (nothing there, a device, a name too long)."""
+    from benchmarks.results import input_problem
+
+    for path in paths:
+        if problem := input_problem(path):
+            raise fail(problem + (missing_advice if problem.startswith("no results file") else ""))
 
 
 def compare(
@@ -49,13 +56,13 @@ def compare(
     from reports.compare import compare, parse_threshold
     from reports.compare_report import render, to_markdown
 
-    missing = [str(path) for path in (base, new) if not path.is_file()]
-    if missing:
-        raise fail(f"no results file at {', '.join(missing)}")
+    refuse_unreadable([base, new])
     try:
         result = compare([base], [new], threshold=parse_threshold(threshold), drift=parse_threshold(drift, "drift"))
     except (ResultsFileError, ValueError) as error:
         raise fail(str(error)) from None
+    for warning in result.warnings:  # on stderr, as every warning: the machines differ, a side ran beside other load
+        warn(warning)
     if markdown:
         print(to_markdown(result))
     else:

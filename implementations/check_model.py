@@ -41,16 +41,31 @@ READERS: tuple[PortReader, ...] = (TorchPortReader(), KerasPortReader())
 __all__ = ["CheckModelError", "CheckReport", "check_model", "load_factory"]
 
 
-def load_factory(target: str) -> Callable[[], object]:
-    """``path/to/file.py:function`` or ``package.module:function`` -> the function."""
+def check_target(target: str) -> tuple[str, str, Path | None]:
+    """(where, function, the file or None for a module) of a factory named ``path/to/file.py:function`` or
+    ``package.module:function``; a target of the wrong form, or a file that is not there, is refused in one line."""
     where, sep, function = target.rpartition(":")
     if not sep or not where or not function:
         raise CheckModelError(f"{target!r}: expected PATH.py:FUNCTION or MODULE:FUNCTION")
+    if not (where.endswith(".py") or "/" in where or "\\" in where):
+        return where, function, None
+    path = Path(where)
     try:
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            path = Path(where)
-            if not path.is_file():
-                raise CheckModelError(f"{where}: no such file")
+        is_folder, is_file = path.is_dir(), path.is_file()
+    except OSError as error:  # a name too long for the file system
+        raise CheckModelError(f"{where}: {error.strerror or error}") from None
+    if is_folder:
+        raise CheckModelError(f"{where} is a directory; name the Python file in it that defines {function}")
+    if not is_file:
+        raise CheckModelError(f"{where}: no such file")
+    return where, function, path
+
+
+def load_factory(target: str) -> Callable[[], object]:
+    """``path/to/file.py:function`` or ``package.module:function`` -> the function."""
+    where, function, path = check_target(target)
+    try:
+        if path is not None:
             spec = importlib.util.spec_from_file_location(f"_port_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.path.insert(0, str(path.resolve().parent))  # the port's own sibling imports

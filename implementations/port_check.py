@@ -79,6 +79,79 @@ class CheckReport:
     def ok(self) -> bool:
         return self.first_failing is None and not self.extra and self.compared
 
+    def to_dict(self) -> dict:
+        """The report as JSON data, for the child process that checked the port to hand to the one that shows it:
+        each layer's figures and words, the port's layers without their framework objects."""
+
+        def port(layer: PortLayer | None) -> dict | None:
+            if layer is None:
+                return None
+            return {
+                "name": layer.name,
+                "kind": layer.kind,
+                "output_shape": list(layer.output_shape),
+                "params": layer.params,
+            }
+
+        layers = [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "spec_shape": list(c.spec_shape),
+                "spec_params": c.spec_params,
+                "max_abs_diff": _json_number(c.max_abs_diff),
+                "rel_diff": _json_number(c.rel_diff),
+                "problems": list(c.problems),
+                "port": port(c.port),
+            }
+            for c in self.layers
+        ]
+        return {
+            "target": self.target,
+            "framework": self.framework,
+            "variant": self.variant,
+            "rtol": self.rtol,
+            "layers": layers,
+            "extra": [port(layer) for layer in self.extra],
+            "compared": self.compared,
+            "not_compared_because": self.not_compared_because,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckReport:
+        def port(fields: dict | None) -> PortLayer | None:
+            if fields is None:
+                return None
+            return PortLayer(fields["name"], fields["kind"], output_shape=tuple(fields["output_shape"]),
+                             params=fields["params"])  # fmt: skip
+
+        layers = [
+            LayerCheck(
+                max_abs_diff=_number_of(c["max_abs_diff"]),
+                rel_diff=_number_of(c["rel_diff"]),
+                problems=c["problems"],
+                name=c["name"],
+                kind=c["kind"],
+                spec_shape=tuple(c["spec_shape"]),
+                spec_params=c["spec_params"],
+                port=port(c["port"]),
+            )
+            for c in data["layers"]
+        ]
+        return cls(
+            data["target"], data["framework"], data["variant"], data["rtol"], layers,
+            [port(p) for p in data["extra"]], data["compared"], data["not_compared_because"],
+        )  # fmt: skip
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """A difference as JSON: NaN and infinity (a port whose outputs overflow) as their names."""
+    return None if value is None else float(value) if np.isfinite(value) else str(float(value))
+
+
+def _number_of(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
+
 
 def first_of(value: int | tuple[int, ...]) -> int:
     """A square window's size, given as an int or a tuple."""

@@ -110,9 +110,7 @@ def to_markdown(result: CompareResult) -> str:
 
 
 def render(result: CompareResult, console: Console) -> None:
-    """The comparison in the terminal, regressions in red."""
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    """The comparison in the terminal, regressions in red; its warnings are the caller's to print (on stderr)."""
     if result.nothing_to_compare:
         for title, frame in (("base", result.removed), ("new", result.added)):
             console.print(f"{title} has {len(frame)} cells:", highlight=False)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks.cell import fast_path_label
 from benchmarks.measure.environment import machine_id
-from benchmarks.results import ResultRow, ResultsFileError, RowError, read_results
+from benchmarks.results import OtherSchemaFileError, ResultRow, ResultsFileError, RowError, read_results
 
 # Columns whose values are lists or dicts (per-step samples, accuracy curve): JSON text in CSV/Parquet.
 NESTED_COLUMNS = ("step_times_s", "curve")
@@ -58,7 +58,12 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
         else:
             try:
                 loaded = read_results(path)
-            except ResultsFileError as error:  # another schema version: refused, said as a load error
+            except OtherSchemaFileError as error:  # another version's rows: read them with the suite that wrote them
+                raise ResultsLoadError(
+                    f"{error}: read it with the version of the suite that wrote it, or measure its cells again "
+                    "with this one"
+                ) from None
+            except ResultsFileError as error:
                 raise ResultsLoadError(str(error)) from None
             warnings += loaded.warnings
             records += [row_record(row, str(path)) for row in newest_per_key(loaded.rows)]
@@ -187,14 +192,29 @@ def _cell_columns(cell: dict) -> dict:
     }
 
 
+def _measured(value: object) -> float:
+    """A time or a rate: a step takes some time, so zero, a negative or an infinite figure was not measured (NaN),
+    and is shown as such instead of dividing by it."""
+    number = _number(value)
+    return number if math.isfinite(number) and number > 0 else math.nan
+
+
+def _step_times(steps: object, ok: bool) -> list[float] | None:
+    """A row's per-step seconds; None (no samples) when any of them is not a measured time."""
+    if not ok or not isinstance(steps, list):
+        return None
+    times = [_measured(t) for t in steps]
+    return None if any(math.isnan(t) for t in times) else times
+
+
 def _timing_columns(metrics: dict, ok: bool) -> dict:
-    steps = metrics.get("step_times_s")
     return {
-        **{name: _number(metrics.get(name)) for name in _TIMING},
+        **{name: _measured(metrics.get(name)) for name in _TIMING},
+        "iqr_step_s": _number(metrics.get("iqr_step_s")),  # zero when every step took the same time
         "steps_timed": _number(metrics.get("steps")),
-        "step_times_s": [_number(t) for t in steps] if ok and isinstance(steps, list) else None,
+        "step_times_s": _step_times(metrics.get("step_times_s"), ok),
         "flops_per_image": _number(metrics.get("flops_per_image")),
-        "achieved_gflops": _number(metrics.get("achieved_flops_per_s")) / 1e9,
+        "achieved_gflops": _measured(metrics.get("achieved_flops_per_s")) / 1e9,
         "ceiling_gflops": _number(metrics.get("ceiling_flops_per_s")) / 1e9,
         # GPU rows: NVML's energy counter over the timed steps (the whole device), and per image timed.
         "energy_j": _number(metrics.get("energy_j")),
@@ -309,7 +329,14 @@ def pytest_benchmark_records(path: Path) -> list[dict]:
             raise ResultsLoadError(f"{where} ({bench.get('name')!r}): no stats.median; not pytest-benchmark output")
         info = {**(bench.get("params") or {}), **(bench.get("extra_info") or {})}
         batch = info.get("batch_size", info.get("batch"))
-        batch = int(batch) if isinstance(batch, (int, float)) else None
+        whole = isinstance(batch, (int, float)) and not isinstance(batch, bool) and math.isfinite(batch)
+        if not whole or not 0 < batch == int(batch):
+            # Images/s is the batch over the step's time: without the batch there is no figure to report.
+            raise ResultsLoadError(
+                f"{where} ({bench.get('name')!r}): no batch size (a whole number in extra_info['batch_size'] or "
+                f"params['batch_size'], got {batch!r}), so no images/s; record it with benchmark.extra_info"
+            )
+        batch = int(batch)
         gpus = _whole(info.get("gpus"))
         try:
             row = ResultRow(
@@ -319,7 +346,7 @@ def pytest_benchmark_records(path: Path) -> list[dict]:
                     "framework": str(info.get("framework", "unknown")),
                     "variant": str(info.get("variant", bench.get("group") or bench.get("name"))),
                     "mode": str(info.get("mode", "unknown")),
-                    "batch_size": batch or 0,
+                    "batch_size": batch,
                     "split_impl": info.get("split_impl", "grouped"),
                     "gpus": gpus,
                 },

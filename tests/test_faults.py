@@ -157,3 +157,224 @@ def test_a_second_run_on_a_file_in_use_is_refused_and_leaves_it_alone(tmp_path):
         assert "Traceback" not in second.stdout + second.stderr
         assert "start  cell" not in second.stdout
         assert path.read_text() == before
+
+
+# ---- Faults of what surrounds a command: a full disk under its rows, its output, Ctrl-C, a port that runs away ----
+
+FAKE = {"ALEXNET_BENCH_FRAMEWORKS": "tests.fake_framework"}  # tests/fake_framework.py: a NumPy "framework", fast
+TWO_CELLS = ("run", "-f", "numpy-fake", "-v", "cifar100-single", "-m", "infer", "-b", "2", "-b", "4", "--repeats", "1")
+TWO_CELLS += ("--steps", "2", "--warmup", "1", "--time-budget", "0", "--no-report")
+
+# The command line with the results file's os.write replaced: the first row is written; the second is written
+# half-way, and then the disk is full (ENOSPC), as a small filesystem fills mid-sweep.
+FULL_DISK_AT_SECOND_ROW = """
+import errno, os, sys
+from benchmarks import results
+
+class FillsAtSecondRow:
+    calls = 0
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def write(self, descriptor, data):
+        FillsAtSecondRow.calls += 1
+        if FillsAtSecondRow.calls == 1:
+            return os.write(descriptor, data)
+        if FillsAtSecondRow.calls == 2:
+            return os.write(descriptor, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+results.os = FillsAtSecondRow()
+from cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def bench_lines(done: subprocess.CompletedProcess) -> list[str]:
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_a_disk_that_fills_mid_sweep_stops_it_in_one_line_and_resume_completes_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    env = {**os.environ, **FAKE}
+    command = [*TWO_CELLS, "--results", str(path)]
+    full = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_AT_SECOND_ROW, *command], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    (line,) = bench_lines(full)
+    assert full.returncode == 2 and "cannot write a row to" in line and "No space left on device" in line
+    assert "--resume runs the cells still missing" in line
+    first = path.read_text()
+    assert first.endswith("\n") and len([json.loads(text) for text in first.splitlines()]) == 1  # valid, no fragment
+    resumed = subprocess.run(
+        [sys.executable, "bench.py", *command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(text) for text in path.read_text().splitlines()]
+    assert path.read_text().startswith(first) and len(rows) == 2
+    assert sorted(row["cell"]["batch_size"] for row in rows) == [2, 4] and {row["status"] for row in rows} == {"ok"}
+
+
+def test_stdout_on_a_full_device_is_one_line_and_a_sweep_still_writes_its_rows(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with open("/dev/full", "w") as full:
+        variants = subprocess.run(
+            [sys.executable, "bench.py", "variants"], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True,
+            timeout=120,
+        )  # fmt: skip
+        sweep = subprocess.run(
+            [sys.executable, "bench.py", *TWO_CELLS, "--results", str(path)], cwd=ROOT, env={**os.environ, **FAKE},
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    for done in (variants, sweep):
+        assert "Traceback" not in done.stderr, done.stderr
+        (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and "standard output could not be written (No space left on device)" in line
+    rows = [json.loads(text) for text in path.read_text().splitlines()]  # measured all the same: the file is truth
+    assert sorted(row["cell"]["batch_size"] for row in rows) == [2, 4]
+
+
+@pytest.mark.parametrize("slowdown,code", [(1.0, 0), (1.5, 1)], ids=["no change", "regression"])
+def test_a_reader_that_closes_the_pipe_leaves_compare_its_own_exit_code(tmp_path, slowdown, code):
+    """``compare | head -1``: the pipe closes early; the verdict still decides the exit code, and nothing is said."""
+    from tests import results_factory as factory
+
+    small = {"variants": ("imagenet-single",), "modes": ("train", "infer"), "repeats": 3, "spread": 0.01}
+    base = factory.write_rows(tmp_path / "base.jsonl", factory.sweep(seed=1, **small))
+    new = factory.write_rows(tmp_path / "new.jsonl", factory.sweep(seed=2, slowdown=slowdown, **small))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that is already gone: the first write meets a broken pipe
+    try:
+        done = subprocess.run(
+            [sys.executable, "bench.py", "compare", str(base), str(new)], cwd=ROOT, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip() == ""
+
+
+# The command line with one step made to wait until it is interrupted; it says so on stderr when it waits.
+WAIT_IN = """
+import importlib, sys, time
+module, name = sys.argv[1].rsplit(":", 1)
+
+def wait(*args, **kwargs):
+    sys.stderr.write("waiting\\n"); sys.stderr.flush()
+    time.sleep(600)
+
+setattr(importlib.import_module(module), name, wait)
+from cli.app import main
+main(sys.argv[2:])
+"""
+
+
+def interrupt_when_waiting(command: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr.readline().strip() == "waiting"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    "step,args",
+    [
+        ("cli.common:write_and_announce_report", ["report", "{ok}", "--out", "{tmp}/out"]),
+        ("reports.compare:compare", ["compare", "{ok}", "{ok}"]),
+    ],
+    ids=["report", "compare"],
+)
+def test_ctrl_c_during_report_or_compare_says_interrupted_and_exits_130(tmp_path, step, args):
+    ok = tmp_path / "r.jsonl"
+    finished_rows(ok)
+    argv = [arg.format(ok=ok, tmp=tmp_path) for arg in args]
+    done = interrupt_when_waiting([sys.executable, "-c", WAIT_IN, step, *argv])
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip() == "error: interrupted"
+
+
+PORTS = """
+import os, sys, time
+
+def never_returns():
+    sys.stderr.write("waiting\\n"); sys.stderr.flush()
+    time.sleep(600)
+
+def exits():
+    sys.exit(0)
+
+def logs_like_tensorflow():
+    os.write(2, b"2025-01-01 00:00:00.000000: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\\n")
+    from implementations.torch_alexnet import build_torch_model
+    from implementations.variants import get_variant
+    return build_torch_model(get_variant("cifar100-single"), "grouped")
+"""
+
+
+def check_model(tmp_path: Path, factory: str, *extra: str) -> subprocess.CompletedProcess:
+    (tmp_path / "ports.py").write_text(PORTS)
+    command = [sys.executable, str(ROOT / "bench.py"), "check-model", f"ports.py:{factory}", "--against"]
+    return subprocess.run(
+        [*command, "cifar100-single", *extra], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_check_model_stops_a_factory_that_never_returns_at_its_timeout(tmp_path):
+    started = time.monotonic()
+    done = check_model(tmp_path, "never_returns", "--timeout", "2")
+    (line,) = bench_lines(done)
+    assert done.returncode == 2 and "no verdict on ports.py:never_returns within 2 s (--timeout)" in line
+    assert time.monotonic() - started < 60
+
+
+def test_check_model_takes_a_factory_that_exits_for_an_error_not_a_pass(tmp_path):
+    done = check_model(tmp_path, "exits")
+    (line,) = bench_lines(done)
+    assert done.returncode == 2 and "ended without a verdict" in line and "sys.exit" in line
+    assert "PASS" not in done.stdout
+
+
+def test_check_model_passes_a_port_without_its_framework_logs_on_stderr(tmp_path):
+    done = check_model(tmp_path, "logs_like_tensorflow")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "verdict: PASS" in done.stdout
+
+
+def test_ctrl_c_during_check_model_says_interrupted_and_leaves_no_child(tmp_path):
+    (tmp_path / "ports.py").write_text(PORTS)
+    command = [sys.executable, str(ROOT / "bench.py"), "check-model", "ports.py:never_returns", "--against"]
+    process = subprocess.Popen(
+        [*command, "cifar100-single"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        pids = wait_for_child_with(process.pid, b"check_model_worker")
+        time.sleep(3)  # the child has started the factory (its stderr is its own: the parent cannot read "waiting")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "error: interrupted"
+    assert gone_within(pids, 10) == []
+
+
+def wait_for_child_with(parent: int, marker: bytes, timeout: float = 60) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = process_table()
+        pids = [pid for pid, (ppid, _, command) in table.items() if ppid == parent and marker in command]
+        if pids:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"no child process of {parent} ran {marker!r} within {timeout:g} s")

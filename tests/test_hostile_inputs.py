@@ -41,6 +41,12 @@ def workspace(folder: Path) -> None:
     (folder / "wrong_type.jsonl").write_text(json.dumps(wrong_type) + "\n")
     (folder / "not_objects.json").write_text(json.dumps({"benchmarks": [1]}))
     (folder / "no_stats.json").write_text(json.dumps({"benchmarks": [{"name": "x"}]}))
+    stats = {"median": 0.1, "q1": 0.09, "q3": 0.11, "iqr": 0.02, "rounds": 3, "data": [0.1, 0.09, 0.11]}
+    info = {"framework": "keras-jax", "variant": "cifar100-single", "mode": "infer"}  # and no batch size
+    (folder / "no_batch.json").write_text(
+        json.dumps({"benchmarks": [{"name": "s", "stats": stats, "extra_info": info}]})
+    )
+    (folder / "schema99.jsonl").write_text(json.dumps({**row, "schema_version": 99}) + "\n")
     (folder / "garbage.bin").write_bytes(bytes(range(256)) * 64)
     (folder / "text.txt").write_text("hello\nworld\n")
     (folder / "empty_dir").mkdir()
@@ -54,8 +60,15 @@ CASES = {
     "results /dev/null": ([*RUN, "--results", "/dev/null"], "not a regular file"),
     "results fifo": ([*RUN, "--results", "{tmp}/fifo"], "not a regular file"),
     "results directory": ([*RUN, "--results", "{tmp}/empty_dir"], "is a directory"),
-    "report /dev/zero": (["report", "/dev/zero", "--out", "{tmp}/out"], "no results file at /dev/zero"),
-    "compare fifo": (["compare", OK, "{tmp}/fifo"], "no results file at {tmp}/fifo"),
+    "report /dev/zero": (["report", "/dev/zero", "--out", "{tmp}/out"], "/dev/zero is not a regular file (a device"),
+    "compare fifo": (["compare", OK, "{tmp}/fifo"], "{tmp}/fifo is not a regular file"),
+    "report a directory": (["report", "{tmp}/empty_dir", "--out", "{tmp}/out"], "empty_dir is a directory, not a"),
+    "results under a file": ([*RUN, "--results", "{tmp}/text.txt/x"], "{tmp}/text.txt is a file, not a folder"),
+    # a name longer than the file system allows (255 bytes)
+    "compare a 300-character name": (["compare", OK, f"{{tmp}}/{LONG}"], "characters): File name too long"),
+    "report a 300-character name": (["report", LONG, "--out", "{tmp}/out"], "(300 characters): File name too long"),
+    "check-model a 300-character name": (["check-model", f"{LONG}.py:build"], "File name too long"),
+    "check-model a directory": (["check-model", "{tmp}/empty_dir:build"], "empty_dir is a directory; name the Python"),
     # garbage given as results: refused, nothing appended
     "run on binary results": ([*RUN, "--results", "{tmp}/garbage.bin"], "not a results file"),
     "run on text results": ([*RUN, "--results", "{tmp}/text.txt"], "not a results file"),
@@ -69,6 +82,11 @@ CASES = {
     "report benchmarks [1]": (["report", "{tmp}/not_objects.json", "--out", "{tmp}/out"], "not pytest-benchmark"),
     "compare benchmarks [1]": (["compare", "{tmp}/not_objects.json", OK], "not pytest-benchmark"),
     "report benchmark without stats": (["report", "{tmp}/no_stats.json", "--out", "{tmp}/out"], "no stats.median"),
+    "report benchmark without batch size": (["report", "{tmp}/no_batch.json", "--out", "{tmp}/out"], "no batch size"),
+    "compare benchmark without batch size": (["compare", "{tmp}/no_batch.json", OK], "no batch size"),
+    # another version's rows: compare says what fixes it (not --results, which it does not have)
+    "compare another schema": (["compare", OK, "{tmp}/schema99.jsonl"], "read it with the version of the suite that"),
+    "run on another schema": ([*RUN, "--results", "{tmp}/schema99.jsonl"], "write to another file with --results"),
     # impossible numbers
     "cell-timeout inf": ([*RUN, "--results", OK, "--cell-timeout", "inf"], "positive number of seconds"),
     "cell-timeout nan": ([*RUN, "--results", OK, "--cell-timeout", "nan"], "positive number of seconds"),
@@ -112,7 +130,10 @@ CASES = {
         "is not a folder",
     ),
     # an unwritable report folder, found before the sweep
-    "run report under a file": ([*RUN[:-1], "--results", OK, "--report", "{tmp}/text.txt/report"], "cannot write"),
+    "run report under a file": (
+        [*RUN[:-1], "--results", OK, "--report", "{tmp}/text.txt/report"],
+        "cannot write the report to {tmp}/text.txt/report: {tmp}/text.txt is a file, not a folder",
+    ),
     # nothing the user owns is written over, and a refused run leaves no file behind
     "report over its input": (["report", "{tmp}/results.csv", "--out", "{tmp}"], "would write {tmp}/results.csv over"),
     "run report over its input": (
@@ -141,8 +162,12 @@ CASES = {
         "--check-parity trains torch and keras side by side",
     ),
     "unknown command": (["benchmark"], "No such command"),
-    # a long name must stay on one line when stderr is a pipe
-    "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG}'"),
+    # a long name must stay on one line when stderr is a pipe, and is shown by its start, its end and its length
+    "long variant name": (["run", "-v", LONG, "--results", OK], f"unknown variant '{LONG[:60]}…{LONG[:20]} (300 "),
+    "100 KB variant name": (
+        ["run", "-v", "v" * 100_000, "--results", OK],
+        "…vvvvvvvvvvvvvvvvvvvv (100,000 characters)'",
+    ),
 }
 
 
@@ -166,6 +191,7 @@ def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args,
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert len(lines) == 1, result.stderr
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
+    assert len(lines[0]) < 1000, "user input echoed in full"
     assert result.returncode == 2, result.stderr
     assert "start  cell" not in result.stdout, "refused only after a worker started"
     assert snapshot(tmp_path) == before
@@ -203,3 +229,29 @@ def test_split_variants_take_one_gpu_per_tower_when_more_gpus_are_asked_for():
     }
     assert "cifar100-split run model-parallel on 2 of the 4 GPUs" in (model_parallel_note(options) or "")
     assert model_parallel_note(replace(options, gpus=2)) is None
+
+
+def test_rows_with_zero_step_times_are_shown_as_not_measured_without_warnings(tmp_path):
+    """A zero time would be divided by (10-26 RuntimeWarning lines): it is not a measurement, so it is missing."""
+    import warnings
+
+    from reports.build import write_report
+    from reports.compare import compare
+    from reports.load import load_results
+
+    rows = []
+    for framework in ("torch", "keras"):
+        row = ok_row(CellConfig(framework, "cifar100-single", "infer", 2), [0.1, 0.1, 0.1])
+        row["metrics"]["step_times_s"] = [0.0, 0.0, 0.0]
+        for name in ("median_step_s", "images_per_s", "images_per_s_q25", "images_per_s_q75", "achieved_flops_per_s"):
+            row["metrics"][name] = 0.0
+        rows.append(row)
+    path = tmp_path / "zero.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        frame = load_results([path]).frame
+        assert frame["images_per_s"].isna().all() and frame["step_times_s"].isna().all()
+        write_report([path], tmp_path / "out")
+        compare([path], [path])
+    assert "| cifar100-single | infer | 2 | cpu | fp32 | — |" in (tmp_path / "out" / "report.md").read_text()

@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 
 from benchmarks import frameworks
-from cli import checks, results, run, train
+from cli import ab, checks, results, run, train
 from cli.common import err_console, warn
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command()(train.train)
 app.command()(checks.selfcheck)
 app.command()(results.report)
 app.command("compare")(results.compare)
+app.command("ab")(ab.ab)
 
 
 def _terminate(signum: int, frame: object) -> None:

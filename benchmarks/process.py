@@ -48,14 +48,16 @@ class Ended:
     stderr: str
 
 
-def run_bounded(command: list[str], env: dict[str, str], timeout_s: float, keep_stdout: bool = True) -> Ended:
-    """Run ``command`` from the project's root in its own process group, tied to this process
+def run_bounded(
+    command: list[str], env: dict[str, str], timeout_s: float, keep_stdout: bool = True, cwd: Path = ROOT
+) -> Ended:
+    """Run ``command`` from the project's root (or ``cwd``) in its own process group, tied to this process
     (``benchmarks.lifeline``), for at most ``timeout_s``; past it, or on Ctrl-C, the whole group is
     killed (a launcher and the processes it started), never left behind."""
     parent = os.getpid()
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -6,7 +6,9 @@ version, and a file written by another version is refused rather than misread.
 
 Schema versions:
 - 1: the first and current layout (key, run_id, cell, status, device_setup, devices, parallel,
-  simulated, error, traceback, metrics, environment, started_at, wall_s).
+  simulated, error, traceback, metrics, environment, started_at, wall_s), and later the optional
+  ``paired`` (rows of ``bench.py ab``: the side, base or new, and the pair a row belongs to). A
+  reader that predates a field drops it; a row without it reads as before.
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ def job_key(config: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+SIDES = ("base", "new")
+
+
+def paired_key(cell_key: str, side: str, pair: int) -> str:
+    """The key of a paired comparison's row: its cell's key, its side and its pair. A base row and a new row of one
+    cell, or two pairs of one side, never share a key, so ``--resume``, "newest row per key" and de-duplication
+    keep them all apart (a plain run's row of the same cell keeps the cell's own key)."""
+    return job_key({"cell": cell_key, "side": side, "pair": pair})
+
+
 def known_fields(cls: type, data: dict, what: str) -> dict:
     """``data`` for a job dataclass ``cls``; a field it does not have is an error naming ``what``."""
     unknown = set(data) - {f.name for f in fields(cls)}
@@ -94,6 +106,9 @@ class ResultRow:
     metrics: dict | None = None
     started_at: str | None = None
     wall_s: float | None = None
+    # ``bench.py ab``'s rows: {"side": "base" | "new", "pair": int, "order": "base-first" | "new-first", ...}.
+    # The side and pair are part of the row's key (:func:`paired_key`), so no reader folds base into new.
+    paired: dict | None = None
     schema_version: int = SCHEMA_VERSION
     line: int | None = field(default=None, compare=False)  # where the row was read from, if it was
 
@@ -113,6 +128,17 @@ class ResultRow:
             raise RowError(f"metrics must be an object, got {type(self.metrics).__name__}")
         if self.status == "ok" and self.metrics is None:
             raise RowError("a row with status ok must have its figures (metrics)")
+        if self.paired is not None:
+            if not isinstance(self.paired, dict) or self.paired.get("side") not in SIDES:
+                raise RowError(f"paired.side must be one of {', '.join(SIDES)}, got {self.paired!r}")
+            pair = self.paired.get("pair")
+            if not isinstance(pair, int) or isinstance(pair, bool):
+                raise RowError(f"paired.pair must be int, got {pair!r}")
+
+    @property
+    def side(self) -> str:
+        """'base' or 'new' for a row of a paired comparison (``bench.py ab``); '' for every other row."""
+        return self.paired["side"] if self.paired else ""
 
     @property
     def ok(self) -> bool:
@@ -157,6 +183,8 @@ class ResultRow:
     def to_dict(self) -> dict:
         data = asdict(self)
         del data["line"]
+        if data["paired"] is None:  # a plain row is written as it was before the field existed
+            del data["paired"]
         return data
 
 

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from benchmarks import frameworks
-from cli import checks, results, run, train
+from cli import ab, checks, results, run, train
 from cli.common import err_console, shorten, warn
 
 
@@ -55,6 +55,7 @@ app.command()(guarded(train.train))
 app.command()(guarded(checks.selfcheck))
 app.command()(guarded(results.report))
 app.command("compare")(guarded(results.compare))
+app.command("ab")(guarded(ab.ab))
 
 
 class Output:
@@ -89,13 +90,14 @@ class Output:
     def _drop(self, error: OSError) -> None:
         self.failure = error
         try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, self._stream.fileno())
-            finally:
-                os.close(devnull)
-        except (OSError, ValueError):
-            pass
+            descriptor = self._stream.fileno()
+        except (OSError, ValueError):  # no descriptor (an in-memory stream): nothing is left to fail at exit
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)

@@ -19,11 +19,11 @@ HELP = {
     "target_precision": "Stop timing once the median's 95% interval is within this fraction. Default: 0.02.",
     "warmup": "Warm-up steps (the first is compile/tracing, reported apart). Default: 3, 10 on GPU, 2 with --quick.",
     "repeats": "Processes per cell (each repeat a fresh process; compare judges per-process medians). Default: 3; "
-    "1 for a first look that compare cannot judge.",
+    "1 with --quick (a first look whose spread is unmeasured; bench.py ab judges a change).",
     "gpus": "GPUs to use: 0 = CPU. Default: all visible. With 2 or more, 1 GPU runs too, for scaling.",
     "simulate_devices": "Run the multi-device code paths on N logical devices: on the CPU, or with --gpus 1 on one "
     "GPU (both towers, or N data-parallel ranks, share it; results labelled simulated).",
-    "quick": "A small sweep for a first look: CIFAR-100 variants, batch 16, 5 steps.",
+    "quick": "A small sweep for a first look: CIFAR-100 variants, batch 16, 5 steps, one process per cell.",
     "resume": "Skip cells that already have a successful row in --results.",
     "cell_timeout_s": "Seconds before a cell's worker is killed and recorded as a timeout. Default: 900 on CPU, 2400 "
     "on GPU (TensorFlow JIT-compiles its kernels from PTX on GPUs newer than its build: minutes for one step).",

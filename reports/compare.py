@@ -100,6 +100,8 @@ class Doubt(Enum):
     TOO_NOISY = "too noisy"  # ... and would need more than MAX_REPEATS processes
     WITHIN_DRIFT = "within drift"  # too few cells to know the run's shift, and a change a whole run can make
     OPPOSED = "opposed"  # it changed one way against its base, the other way against the run
+    TOO_FEW_PAIRS = "too few pairs"  # bench.py ab: fewer pairs than the first look (reports.paired)
+    NEEDS_PAIRS = "needs pairs"  # bench.py ab: the pairs could not see a change of the threshold's size
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class Verdict:
 
     outcome: Outcome
     doubt: Doubt | None = None
-    repeats: int | None = None  # NEEDS_REPEATS: about how many processes per side; ONE_PROCESS, TOO_NOISY: the bound
+    # NEEDS_REPEATS: about how many processes per side (NEEDS_PAIRS: pairs); ONE_PROCESS, TOO_NOISY, TOO_FEW_PAIRS:
+    # the bound
+    repeats: int | None = None
     drift: float = math.nan  # WITHIN_DRIFT: the allowance
     change: float = math.nan  # OPPOSED: against the base ...
     vs_run: float = math.nan  # ... and against the run
@@ -122,6 +126,8 @@ class Verdict:
             Doubt.WITHIN_DRIFT: f"within the {self.drift:.0%} drift between invocations (compare "
             f"{MIN_CELLS_FOR_SHIFT}+ cells)",
             Doubt.OPPOSED: f"{self.change:+.0%} against base, {self.vs_run:+.0%} against the run",
+            Doubt.TOO_FEW_PAIRS: f"need at least {self.repeats} pairs",
+            Doubt.NEEDS_PAIRS: f"need about {self.repeats} pairs",
         }.get(self.doubt)
         return f"{self.outcome.value}: {reason}" if reason else self.outcome.value
 

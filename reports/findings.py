@@ -190,6 +190,21 @@ def busy_machine_findings(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def spread_findings(summary: pd.DataFrame) -> list[str]:
+    """One line when the cells ran in one process each: their intervals see one process's steps only, and how far
+    a rerun moves (5-15% between processes on a shared machine) was not measured."""
+    if summary.empty or "repeats" not in summary:
+        return []
+    single = summary[(summary["repeats"] == 1) & summary["images_per_s"].notna()]
+    if single.empty:
+        return []
+    return [
+        f"spread unmeasured: {len(single)} of {len(summary)} cells ran in one process each, so their intervals see "
+        "that process's steps only and a rerun may differ by more; run with --repeats 3 to measure it, or judge a "
+        "change with bench.py ab (base and new side by side)."
+    ]
+
+
 def build_findings(frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[str]:
     """The findings of a tidy results frame (``reports.load``), per machine when there are several."""
     if frame.empty:
@@ -211,6 +226,7 @@ def build_findings(frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> 
             *fast_path_findings(part),
             *ceiling_findings(part),
             *failure_findings(frame[frame["environment"] == environment]),
+            *spread_findings(part),
         ]
         found = found or ["no throughput cell finished on this machine."]
         lines += [f"[{environment}] {line}" if len(environments) > 1 else line for line in found]

@@ -69,7 +69,7 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
             records += [row_record(row, str(path)) for row in newest_per_key(loaded.rows)]
     frame = finish_frame(records)
     environments = environment_frame(frame)
-    if len(environments) > 1:
+    if not environments.empty and environments["machine_id"].nunique() > 1:
         ids = "; ".join(f"{row.environment} = {row.machine_id}" for row in environments.itertuples())
         warnings.append(
             f"results come from {len(environments)} different machines ({ids}); they are not mixed: "
@@ -147,6 +147,9 @@ def row_record(row: ResultRow, source: str) -> dict:
         "source_kind": "results",
         "run_id": row.run_id,
         "key": row.key,
+        # A paired comparison's side (``bench.py ab``): tables keep base and new apart under their environment.
+        "side": row.side,
+        "pair": row.paired["pair"] if row.paired else None,
         **_cell_columns(row.cell),
         "device_setup": row.device_setup,
         "devices": row.devices,
@@ -402,7 +405,11 @@ def finish_frame(records: list[dict]) -> pd.DataFrame:
     for number, mid in enumerate(ids, start=1):
         clash = list(hosts.values()).count(hosts[mid]) > 1
         labels[mid] = f"{hosts[mid]} #{number}" if clash else hosts[mid]
-    frame.insert(0, "environment", frame["machine_id"].map(labels))
+    environment = frame["machine_id"].map(labels)
+    if "side" in frame:  # a paired comparison's two builds, measured on one machine, are never pooled
+        sides = frame["side"].fillna("")
+        environment = environment.where(sides == "", environment + " (" + sides + ")")
+    frame.insert(0, "environment", environment)
     return frame
 
 

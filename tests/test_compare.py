@@ -37,8 +37,9 @@ def _folder(parent: Path, name: str) -> Path:
     return parent / name
 
 
-def test_the_presets_run_enough_processes_for_compare_to_judge() -> None:
-    assert QUICK.repeats >= 3 and CPU_DEFAULT.repeats >= 3
+def test_the_default_preset_runs_enough_processes_for_compare_and_quick_one_per_cell() -> None:
+    # --quick is a first look, one process per cell (issue 24): bench.py ab judges changes, pair by pair.
+    assert CPU_DEFAULT.repeats >= 3 and QUICK.repeats == 1
 
 
 def keras_train(cell: CellConfig) -> bool:

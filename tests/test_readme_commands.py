@@ -164,6 +164,18 @@ def accuracy_rows(folder: Path, rows: list[dict]) -> None:
     assert rows and all(row["cell"]["mode"] == "accuracy" for row in rows)
 
 
+AB_SMALL = ("-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "2", "--steps", "1", "--warmup", "1")
+AB_SMALL += ("--time-budget", "0", "--min-pairs", "2", "--max-pairs", "2")
+
+
+def both_sides_paired(folder: Path, rows: list[dict]) -> None:
+    assert sorted((row["paired"]["pair"], row["paired"]["side"]) for row in rows) == [
+        (0, "base"), (0, "new"), (1, "base"), (1, "new")
+    ]  # fmt: skip
+    assert len({row["key"] for row in rows}) == len(rows)
+    assert json.loads((folder / "results" / "ab.json").read_text())["cells"]
+
+
 def free_port() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -261,6 +273,20 @@ SCENARIOS: dict[str, Scenario] = {
         rows=("results/a.jsonl", "results/b.jsonl"),
         check=report_written,
         rows_each={"results/a.jsonl": 4, "results/b.jsonl": 4},
+    ),
+    # An A/A of this checkout: the README's ../base (a worktree of main) is this checkout, one small cell, two pairs.
+    "ab-paired": Scenario(
+        (
+            Step(
+                "bench.py ab --base-tree ../base",
+                (*AB_SMALL, "--summary", "results/ab.json"),
+                (("../base", str(ROOT)),),
+            ),
+        ),
+        rows="results/ab.jsonl",
+        check=both_sides_paired,
+        rows_each={"results/ab.jsonl": 4},
+        needs=("torch",),
     ),
     "check-model-file": Scenario(
         (Step("bench.py check-model my_port.py:build --against imagenet-split"),), setup=write_ports, needs=("torch",)

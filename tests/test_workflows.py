@@ -63,21 +63,20 @@ def test_the_test_workflow_runs_the_readme_test_command():
     assert readme_test_command() in runs
 
 
-def test_the_benchmark_job_runs_quick_on_base_and_head_compares_into_the_summary_and_is_advisory():
+def test_the_benchmark_job_runs_base_against_head_paired_into_the_summary_and_is_advisory():
     flow = workflow("benchmark-pr.yml")
     triggers = flow.get("on", flow.get(True))  # YAML 1.1 reads the key `on` as True
     assert "pull_request" in triggers
     job = next(iter(flow["jobs"].values()))
     assert job["continue-on-error"] is True
     invocations = bench_invocations(flow)
-    runs = [args for args in invocations if args[0] == "run"]
-    assert len(runs) == 2 and all("--quick" in args for args in runs)
-    assert {args[args.index("--results") + 1] for args in runs} == {
-        "$RUNNER_TEMP/base.jsonl",
-        "$RUNNER_TEMP/head.jsonl",
-    }
-    compare = [step["run"] for step in steps(flow) if "bench.py compare" in step.get("run", "")]
-    assert len(compare) == 1 and "--markdown" in compare[0] and '>> "$GITHUB_STEP_SUMMARY"' in compare[0]
+    assert [args[0] for args in invocations] == ["ab"]  # one paired command, no two separate runs
+    ab = invocations[0]
+    assert ab[ab.index("--base-tree") + 1] == "$RUNNER_TEMP/base"
+    worktree = [step["run"] for step in steps(flow) if "git worktree add" in step.get("run", "")]
+    assert len(worktree) == 1 and '"$RUNNER_TEMP/base"' in worktree[0]
+    paired = [step["run"] for step in steps(flow) if "bench.py ab" in step.get("run", "")]
+    assert len(paired) == 1 and "--markdown" in paired[0] and '>> "$GITHUB_STEP_SUMMARY"' in paired[0]
 
 
 def test_every_bench_command_in_the_workflows_exists_and_is_in_the_readme():

@@ -1,0 +1,44 @@
+"""``bench.py ab`` end to end: a new tree whose PyTorch step does real extra work is flagged on the CPU.
+
+This measures timing, which other processes beside it disturb (the point of the paired command), so it runs
+alone: ``pytest -m alone`` (never beside other tests). It takes a few minutes on two shared cores, hence ``slow``
+too; ``tests/test_paired.py`` covers the pairing, the statistics and row identity with synthetic numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.results import read_results
+from tests.slower_tree import make_slower_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
+
+# The smallest cell: CIFAR shapes, the split network, inference, batch 2; a step twice the work is what it must see.
+CELL = ("-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "2", "--steps", "5", "--warmup", "1")
+EXTRA = 1.0
+
+
+def test_ab_flags_a_step_that_does_real_extra_work(tmp_path):
+    pytest.importorskip("torch")
+    slower = make_slower_tree(ROOT, tmp_path / "new", EXTRA)
+    results, summary = tmp_path / "ab.jsonl", tmp_path / "ab.json"
+    command = [sys.executable, str(slower / "bench.py"), "ab", "--base-tree", str(ROOT), *CELL]
+    command += ["--time-budget", "1", "--min-pairs", "4", "--max-pairs", "6", "--budget", "240"]
+    command += ["--results", str(results), "--summary", str(summary)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    said = f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+    assert done.returncode == 1, said  # a regression
+    cells = json.loads(summary.read_text())["cells"]
+    assert [cell["verdict"] for cell in cells] == ["regression"], said
+    assert cells[0]["change"] < -0.2, said
+    rows = read_results(results).rows
+    assert {row.side for row in rows} == {"base", "new"}
+    assert len({row.key for row in rows}) == len(rows)  # no row folds into another
+    assert all(row.paired["tree"] == str((slower if row.side == "new" else ROOT).resolve()) for row in rows)

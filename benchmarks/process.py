@@ -13,6 +13,7 @@ the parent is interrupted, the whole group is killed (a launcher and the process
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,10 +79,8 @@ def run_bounded(
 
 def kill_group(process: subprocess.Popen) -> None:
     """Kill a child's whole process group (it leads its own: ``start_new_session``) and reap it."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already: nothing is left to kill
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

@@ -12,8 +12,8 @@ the parent is interrupted, the whole group is killed (a launcher and the process
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import signal
 import subprocess

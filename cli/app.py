@@ -7,6 +7,7 @@ command half-way (see :class:`Output`).
 
 import errno
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -47,15 +48,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(guarded(checks.variants))
-app.command()(guarded(checks.parity))
-app.command("check-model")(guarded(checks.check_model))
-app.command()(guarded(run.run))
-app.command()(guarded(train.train))
-app.command()(guarded(checks.selfcheck))
-app.command()(guarded(results.report))
-app.command("compare")(guarded(results.compare))
-app.command("ab")(guarded(ab.ab))
+
+
+def help_text(command: Callable) -> str:
+    """The command's docstring with each paragraph on one line: typer keeps a docstring's line breaks inside a
+    paragraph, so ``--help`` broke sentences wherever the source wrapped them."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
+for name, command in (
+    ("variants", checks.variants),
+    ("parity", checks.parity),
+    ("check-model", checks.check_model),
+    ("run", run.run),
+    ("train", train.train),
+    ("selfcheck", checks.selfcheck),
+    ("report", results.report),
+    ("compare", results.compare),
+    ("ab", ab.ab),
+):
+    app.command(name, help=help_text(command))(guarded(command))
 
 
 class Output:

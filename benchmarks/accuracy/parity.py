@@ -78,10 +78,6 @@ FRAMEWORKS = ("torch", "keras")
 # it moves each step's weights by 0.9 x 5e-4 x rate of themselves, 5e-7 at step 5 of the warm-up, a few roundings,
 # and its gap tracks the frameworks' (2.4e-6 against 2.7e-6 at step 6); the tests' 5-step runs see it in the
 # weights after the last step (conv1 5e-3 of its update, allowed 4e-4).
-# The weights are also compared after EARLY_STEP, before rounding is amplified: there the rounding-only pairs
-# differ by about 1e-5 of the update, and a small systematic difference in the rule stands out (decay outside
-# the momentum: 5e-3 of conv1's update after step 5), which 45 more steps of amplified rounding would bury.
-EARLY_STEP = 5
 CONTROL_PERTURBATION = 2.0**-24
 LOSS_FLOOR = 1e-6
 WEIGHT_FLOOR = 0.0
@@ -160,10 +156,10 @@ def perturbed_initial_weights(config: TrainConfig, relative: float, draw: int = 
 
 
 def run_steps(
-    config: TrainConfig, steps: int, perturb_seed: int = 0, other_kernels: bool = False, early_step: int = 0
+    config: TrainConfig, steps: int, perturb_seed: int = 0, other_kernels: bool = False
 ) -> tuple[list[float], dict]:
     """In a worker: the first ``steps`` training steps of ``config``; (losses, {weights in PyTorch layout,
-    early_weights (after ``early_step``, when given), environment, change}).
+    environment, change}).
 
     ``perturb_seed`` > 0: start from kernels perturbed by one rounding, drawn from (seed, perturb_seed).
     ``other_kernels``: train through the framework's other kernels (its adapter's ``use_other_kernels``).
@@ -175,7 +171,6 @@ def run_steps(
     data, trainer, arch = training_data(config), make_trainer(config, weights), get_variant(config.variant)
     change = frameworks.get(config.framework).use_other_kernels(trainer) if other_kernels else ""
     losses: list[float] = []
-    early_weights = None
     rate = None
     for index, (epoch, step, per_epoch, batch) in enumerate(training_steps(config, len(data.x_train))):
         if index == steps:
@@ -185,17 +180,9 @@ def run_steps(
             trainer.set_learning_rate(step_rate)
             rate = step_rate
         losses.append(take_step(config, data, trainer, arch, index, batch))
-        if index + 1 == early_step:
-            early_weights = trainer.export_weights()
     if len(losses) < steps:
         raise ValueError(f"{TOO_FEW_STEPS} {len(losses)} steps; asked for {steps} (more epochs or images)")
-    weights = trainer.export_weights()
-    return losses, {
-        "weights": weights,
-        "early_weights": early_weights,
-        "environment": trainer.environment(),
-        "change": change,
-    }
+    return losses, {"weights": trainer.export_weights(), "environment": trainer.environment(), "change": change}
 
 
 @dataclass(frozen=True)
@@ -243,47 +230,12 @@ def relative_gaps(reference: list[float], other: list[float]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class WeightCheck:
-    """The weights after one step, per layer: the frameworks' difference against the controls' differences."""
-
-    step: int
-    layers: dict[str, dict[str, float]]  # torch against keras: max_abs, of_update (compare_weights)
-    rounding: tuple[dict[str, dict[str, float]], ...]  # every rounding-only pair's, alike
-
-    def envelope(self, layer: str) -> Envelope:
-        """The controls' weight differences in ``layer``: the largest and the smallest."""
-        return envelope([[pair[layer]["of_update"]] for pair in self.rounding] or [[0.0]], WEIGHT_FLOOR)
-
-    @property
-    def spread(self) -> float:
-        """The controls' spread in the layer where their weights differ most: six numbers per layer say
-        little of the spread on their own, and every layer measures the same thing."""
-        return max(float(self.envelope(layer).spread[0]) for layer in self.layers)
-
-    def allowed(self, layer: str) -> float:
-        """The largest weight difference rounding explains in ``layer``: as ``Envelope.allowed``, with the
-        spread of every layer's controls."""
-        return float(self.envelope(layer).high[0]) * self.spread**SPREAD_POWER
-
-    @property
-    def failing(self) -> list[str]:
-        return [name for name, diff in self.layers.items() if not diff["of_update"] <= self.allowed(name)]
-
-    @property
-    def worst(self) -> tuple[str, float]:
-        """The layer whose weight difference is largest against what rounding explains, and that difference."""
-        name = max(self.layers, key=lambda layer: self.layers[layer]["of_update"] / self.allowed(layer))
-        return name, self.layers[name]["of_update"]
-
-
-@dataclass(frozen=True)
 class RoundingGap:
     """Two runs of one framework that differ by rounding alone, and how far apart they ended up."""
 
     name: str
     gaps: np.ndarray  # per step, relative loss gap
     layers: dict[str, dict[str, float]]  # after the last step, per layer (compare_weights)
-    early_layers: dict[str, dict[str, float]] | None = None  # after EARLY_STEP, when the run went past it
 
 
 @dataclass(frozen=True)
@@ -298,7 +250,6 @@ class ParityReport:
     update_rules: dict[str, str]
     dropout: dict[str, str]
     math_modes: dict[str, str]  # per framework, the arithmetic its workers pinned
-    early: WeightCheck | None = None  # the weights after EARLY_STEP, before rounding is amplified
 
     @property
     def loss_gaps(self) -> np.ndarray:
@@ -314,25 +265,20 @@ class ParityReport:
         """Per step, the largest loss gap that rounding explains (``Envelope.allowed``)."""
         return self.loss_envelope.allowed
 
-    @property
-    def final_weights(self) -> WeightCheck:
-        """The weights after the last step against the controls'."""
-        return WeightCheck(len(self.torch_losses), self.layers, tuple(gap.layers for gap in self.rounding))
-
-    @property
-    def weight_checks(self) -> tuple[WeightCheck, ...]:
-        return (self.early, self.final_weights) if self.early else (self.final_weights,)
-
     def weight_envelope(self, layer: str) -> Envelope:
         """The controls' weight differences in ``layer`` after the last step: the largest and the smallest."""
-        return self.final_weights.envelope(layer)
+        return envelope([[gap.layers[layer]["of_update"]] for gap in self.rounding] or [[0.0]], WEIGHT_FLOOR)
 
     @property
     def weight_spread(self) -> float:
-        return self.final_weights.spread
+        """The controls' spread in the layer where their weights differ most: six numbers per layer say
+        little of the spread on their own, and every layer measures the same thing."""
+        return max(float(self.weight_envelope(layer).spread[0]) for layer in self.layers)
 
     def allowed_weight(self, layer: str) -> float:
-        return self.final_weights.allowed(layer)
+        """The largest weight difference rounding explains in ``layer``: as ``Envelope.allowed``, with the
+        spread of every layer's controls."""
+        return float(self.weight_envelope(layer).high[0]) * self.weight_spread**SPREAD_POWER
 
     @property
     def failing_steps(self) -> list[int]:
@@ -341,24 +287,26 @@ class ParityReport:
 
     @property
     def failing_layers(self) -> list[str]:
-        """Layers whose weights after the last step differ beyond what rounding explains."""
-        return self.final_weights.failing
+        return [name for name, diff in self.layers.items() if diff["of_update"] > self.allowed_weight(name)]
 
     @property
     def worst_weight(self) -> tuple[str, float]:
-        """The layer whose weight difference after the last step is largest against what rounding explains."""
-        return self.final_weights.worst
+        """The layer whose weight difference is largest against what rounding explains, and that difference."""
+        name = max(self.layers, key=lambda layer: self.layers[layer]["of_update"] / self.allowed_weight(layer))
+        return name, self.layers[name]["of_update"]
 
     @property
     def first_failure(self) -> str:
-        """Where the check first failed: "step 3", "after step 5: conv1, fc8", or "" when it passed."""
-        found = [(step, 0, f"step {step}") for step in self.failing_steps[:1]]
-        found += [(c.step, 1, f"after step {c.step}: {', '.join(c.failing)}") for c in self.weight_checks if c.failing]
-        return min(found)[2] if found else ""
+        """Where the check first failed: "step 3", "after step 50: conv1, fc8", or "" when it passed."""
+        if self.failing_steps:
+            return f"step {self.failing_steps[0]}"
+        if self.failing_layers:
+            return f"after step {len(self.torch_losses)}: {', '.join(self.failing_layers)}"
+        return ""
 
     @property
     def passed(self) -> bool:
-        return not self.first_failure
+        return not self.failing_steps and not self.failing_layers
 
 
 def compare_weights(initial: dict, torch_weights: dict, keras_weights: dict) -> dict[str, dict[str, float]]:
@@ -377,13 +325,7 @@ def compare_weights(initial: dict, torch_weights: dict, keras_weights: dict) -> 
 def _worker_command(config: TrainConfig, steps: int, weights_out: Path, control: Control | None = None) -> list[str]:
     command = [sys.executable, "-m", "benchmarks.accuracy.parity", "--config", config.to_json()]
     command += ["--steps", str(steps), "--weights-out", str(weights_out)]
-    if steps > EARLY_STEP:
-        command += ["--early-step", str(EARLY_STEP), "--early-weights-out", str(early_weights_path(weights_out))]
     return command + (control.worker_flags() if control else [])
-
-
-def early_weights_path(weights_out: Path) -> Path:
-    return weights_out.with_name(f"early-{weights_out.name}")
 
 
 class ParityError(RuntimeError):
@@ -407,7 +349,6 @@ class Side:
     dropout: str
     math_mode: str = ""
     change: str = ""  # a control's change as its worker saw it, in words (e.g. which oneDNN setting)
-    early_weights: dict | None = None  # after EARLY_STEP, when the run went past it
 
 
 def run_side(config: TrainConfig, steps: int, timeout_s: float = 1800.0, control: Control | None = None) -> Side:
@@ -436,7 +377,6 @@ def run_side(config: TrainConfig, steps: int, timeout_s: float = 1800.0, control
             metrics["dropout"],
             metrics.get("math_mode", ""),
             metrics.get("change", ""),
-            _load_weights(early_weights_path(out)) if steps > EARLY_STEP else None,
         )
 
 
@@ -470,7 +410,6 @@ def compare(
     }
     idle = [control for control, side in controls.items() if _same_run(bases[control.framework], side)]
     rounding = []
-    early = all(side.early_weights for side in [torch_side, keras_side, *bases.values(), *controls.values()])
     for framework in FRAMEWORKS:
         runs = [(f"{framework}'s own run", bases[framework])]
         runs += [(named[c], side) for c, side in controls.items() if c.framework == framework and c not in idle]
@@ -479,7 +418,6 @@ def compare(
                 f"{name_a} / {name_b}",
                 relative_gaps(a.losses, b.losses),
                 compare_weights(initial, a.weights, b.weights),
-                compare_weights(initial, a.early_weights, b.early_weights) if early else None,
             )
             rounding.append(gap)
     return ParityReport(
@@ -493,13 +431,6 @@ def compare(
         {"torch": torch_side.update_rule, "keras": keras_side.update_rule},
         {"torch": torch_side.dropout, "keras": keras_side.dropout},
         {"torch": torch_side.math_mode, "keras": keras_side.math_mode},
-        WeightCheck(
-            EARLY_STEP,
-            compare_weights(initial, torch_side.early_weights, keras_side.early_weights),
-            tuple(gap.early_layers for gap in rounding),
-        )
-        if early
-        else None,
     )
 
 
@@ -536,6 +467,7 @@ def summary_lines(report: ParityReport) -> list[str]:
     controls; the worst layer; the rule, the masks and the arithmetic."""
     gaps, bounds, allowed = report.loss_gaps, report.loss_envelope, report.allowed_gaps
     worst = int(np.argmax(gaps / allowed))
+    layer, of_update = report.worst_weight
     verdict = "PASS" if report.passed else f"FAIL at {report.first_failure}"
     failing = f"; over at steps {report.failing_steps[:5]}" if report.failing_steps else ""
     lines = [
@@ -548,21 +480,14 @@ def summary_lines(report: ParityReport) -> list[str]:
     lines += [
         f"  {len(report.rounding)} rounding-only gaps (every pair of one framework's runs; each curve its largest "
         f"gap so far, at least {LOSS_FLOOR:.0e}); allowed: largest x (largest / smallest)^{SPREAD_POWER}",
-        *(weight_line(check) for check in report.weight_checks),
+        f"  weights after step {len(gaps)}: {layer} differs by {report.layers[layer]['max_abs']:.1e} at most, "
+        f"{of_update:.1e} of its update in L2 norm (allowed {report.allowed_weight(layer):.1e}); "
+        f"failing layers: {', '.join(report.failing_layers) or 'none'}",
         f"  update rule: {' | '.join(sorted(set(report.update_rules.values())))}; "
         f"dropout: {' | '.join(sorted(set(report.dropout.values())))}",
         f"  math: {' | '.join(sorted(set(report.math_modes.values()))) or 'not reported'} in every worker",
     ]
     return lines
-
-
-def weight_line(check: WeightCheck) -> str:
-    layer, of_update = check.worst
-    return (
-        f"  weights after step {check.step}: {layer} differs by {check.layers[layer]['max_abs']:.1e} at most, "
-        f"{of_update:.1e} of its update in L2 norm (allowed {check.allowed(layer):.1e}); "
-        f"failing layers: {', '.join(check.failing) or 'none'}"
-    )
 
 
 def render(report: ParityReport, console) -> None:
@@ -624,8 +549,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="TrainConfig as JSON")
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--weights-out", type=Path, required=True)
-    parser.add_argument("--early-step", type=int, default=0, help="also save the weights after this step")
-    parser.add_argument("--early-weights-out", type=Path)
     change = parser.add_mutually_exclusive_group()
     change.add_argument("--perturb-seed", type=int, default=0, help="start from kernels perturbed by one rounding")
     change.add_argument(
@@ -639,10 +562,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = TrainConfig.from_dict(json.loads(args.config))
         mode = frameworks.get(config.framework).pin_strict_fp32()  # before any model exists
-        losses, extra = run_steps(config, args.steps, args.perturb_seed, args.other_kernels, args.early_step)
+        losses, extra = run_steps(config, args.steps, args.perturb_seed, args.other_kernels)
         _save_weights(args.weights_out, extra["weights"])
-        if args.early_weights_out and extra["early_weights"] is not None:
-            _save_weights(args.early_weights_out, extra["early_weights"])
         metrics = {"step_losses": losses, "environment": extra["environment"], **optimiser_metrics(config)}
         result = {"status": "ok", "metrics": {**metrics, "math_mode": mode, "change": extra["change"]}}
     except Exception as error:  # the parent reports it; the worker must still print its one line

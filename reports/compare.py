@@ -66,6 +66,7 @@ class Outcome(Enum):
     REGRESSION = "regression"
     REGRESSION_WHOLE_RUN = "regression (whole run)"
     FAILED_IN_BOTH = "failed in both"
+    NOT_MEASURED = "not measured"  # a row ran (status ok) but has no time above zero on one side or both
     UNTESTED = "untested"
     IMPROVED = "improved"
     IMPROVED_WHOLE_RUN = "improved (whole run)"
@@ -88,7 +89,13 @@ class Outcome(Enum):
 
 
 RANKS = {Outcome.BROKEN: 0, Outcome.REGRESSION: 1, Outcome.REGRESSION_WHOLE_RUN: 1, Outcome.FAILED_IN_BOTH: 2}
-RANKS |= {Outcome.UNTESTED: 3, Outcome.IMPROVED: 4, Outcome.IMPROVED_WHOLE_RUN: 4, Outcome.FIXED: 5}
+RANKS |= {
+    Outcome.NOT_MEASURED: 3,
+    Outcome.UNTESTED: 3,
+    Outcome.IMPROVED: 4,
+    Outcome.IMPROVED_WHOLE_RUN: 4,
+    Outcome.FIXED: 5,
+}
 RANKS |= {Outcome.INCONCLUSIVE: 7, Outcome.NO_CHANGE: 9}
 
 
@@ -230,11 +237,7 @@ def judge(
         "note": "",
     }
     if not base_ok or not new_ok:
-        outcome = {(True, False): Outcome.BROKEN, (False, True): Outcome.FIXED}.get(
-            (base_ok, new_ok), Outcome.FAILED_IN_BOTH
-        )
-        line["note"] = f"base {base['status']}, new {new['status']}"
-        return _settled(line, Verdict(outcome))
+        return _without_figure(line, base["status"] if not base_ok else "", new["status"] if not new_ok else "")
     line["change"] = line["new_images_per_s"] / line["base_images_per_s"] - 1
     line["vs_run"] = (1 + line["change"]) / (1 + shift) - 1
     if not base_processes or not new_processes:
@@ -245,6 +248,30 @@ def judge(
         line["note"] = "one process per side: steps within a process are not independent samples of a rerun"
         return _settled(line, Verdict(Outcome.INCONCLUSIVE, Doubt.ONE_PROCESS, repeats=MIN_REPEATS))
     return _settled(line, _verdict(line, test.p_value, threshold, alpha, cells, floor))
+
+
+def _without_figure(line: dict, base_status: str, new_status: str) -> dict:
+    """A cell with no images/s on a side (whose status is given; "" for a measured side).
+
+    A side without a figure either failed (its status says how) or ran, status ok, without a time above zero: it
+    was not measured (``reports.load`` reads a zero time as missing), which is neither a failure nor a regression.
+    Only a side that failed where the other ran is broken or fixed.
+    """
+    failed = {side: status not in ("", "ok") for side, status in (("base", base_status), ("new", new_status))}
+    words = {"": "ok", "ok": "ok without a measured time"}
+    if failed["base"] and failed["new"]:
+        outcome = Outcome.FAILED_IN_BOTH
+    elif failed["new"]:
+        outcome = Outcome.BROKEN
+    elif failed["base"] and not new_status:
+        outcome = Outcome.FIXED
+    else:
+        outcome = Outcome.NOT_MEASURED
+    if base_status == new_status == "ok":
+        line["note"] = "ok in both, without a measured time"
+    else:
+        line["note"] = f"base {words.get(base_status, base_status)}, new {words.get(new_status, new_status)}"
+    return _settled(line, Verdict(outcome))
 
 
 def _settled(line: dict, verdict: Verdict) -> dict:

@@ -54,7 +54,7 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
             continue
         read[identity] = path
         if _is_pytest_benchmark(path):
-            records += pytest_benchmark_records(path)
+            records += pytest_benchmark_records(path, warnings)
         else:
             try:
                 loaded = read_results(path)
@@ -66,7 +66,11 @@ def load_results(paths: Sequence[Path]) -> LoadedFrame:
             except ResultsFileError as error:
                 raise ResultsLoadError(str(error)) from None
             warnings += loaded.warnings
-            records += [row_record(row, str(path)) for row in newest_per_key(loaded.rows)]
+            rows = [row_record(row, str(path)) for row in newest_per_key(loaded.rows)]
+            warnings += unknown_variant_warnings(
+                {f"{path} line {record['line']}": record["variant"] for record in rows}
+            )
+            records += rows
     frame = finish_frame(records)
     environments = environment_frame(frame)
     if not environments.empty and environments["machine_id"].nunique() > 1:
@@ -306,9 +310,34 @@ def _is_pytest_benchmark(path: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("benchmarks"), list) and "schema_version" not in data
 
 
-def pytest_benchmark_records(path: Path) -> list[dict]:
+def unknown_variant_warnings(variants: dict[str, str]) -> list[str]:
+    """One line per variant name that this suite cannot build, from {where a row was read: its variant}.
+
+    Such rows stay readable: every table reads a variant by its name (:func:`variant_parts`), and only the
+    fast-path baseline needs the spec, which then reads the name too. The reader is told, not refused.
+    """
+    from implementations.variants import VARIANTS
+
+    unknown: dict[str, list[str]] = {}
+    for where, variant in variants.items():
+        if variant not in VARIANTS:
+            unknown.setdefault(variant, []).append(where)
+    lines = []
+    for variant, places in unknown.items():
+        more = f" (and {len(places) - 1} more)" if len(places) > 1 else ""
+        lines.append(
+            f"{places[0]}{more}: variant {variant!r} is not one this suite knows (valid variants: "
+            f"{', '.join(VARIANTS)}); its rows are reported under that name"
+        )
+    return lines
+
+
+def pytest_benchmark_records(path: Path, warnings: list[str] | None = None) -> list[dict]:
     """Records from ``pytest --benchmark-json``: framework/variant/mode/batch from extra_info (or params);
-    images/s = batch / median, its quartiles batch / q3 and batch / q1; samples from stats.data."""
+    images/s = batch / median, its quartiles batch / q3 and batch / q1; samples from stats.data.
+
+    A benchmark without a variant is named by its group (or its name); a variant the suite does not know is
+    appended to ``warnings``, and its rows kept."""
     data = json.loads(path.read_text(encoding="utf-8"))
     machine = data.get("machine_info") or {}
     commit = data.get("commit_info") or {}
@@ -323,6 +352,7 @@ def pytest_benchmark_records(path: Path) -> list[dict]:
         "framework": None,
     }
     records = []
+    variants: dict[str, str] = {}
     for index, bench in enumerate(data["benchmarks"], start=1):
         where = f"{path} benchmark {index}"
         if not isinstance(bench, dict):
@@ -368,6 +398,10 @@ def pytest_benchmark_records(path: Path) -> list[dict]:
         record = row_record(row, str(path))
         record.update(source_kind="pytest-benchmark", benchmark_name=bench.get("name"))
         records.append(record)
+        named = "" if "variant" in info else ", no extra_info['variant'], named by its group"
+        variants[f"{where} ({bench.get('name')!r}{named})"] = record["variant"]
+    if warnings is not None:
+        warnings += unknown_variant_warnings(variants)
     return records
 
 

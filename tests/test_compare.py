@@ -227,6 +227,31 @@ def test_a_cell_that_now_fails_is_broken_and_counts_as_a_regression(tmp_path: Pa
     assert result.has_regressions
 
 
+MEASURED = {"images_per_s": 100.0, "batch_size": 32, "samples": [0.32], "status": "ok"}
+UNMEASURED = {**MEASURED, "images_per_s": math.nan, "samples": []}  # status ok, every time zero (read as missing)
+FAILED = {**UNMEASURED, "status": "oom"}
+
+
+@pytest.mark.parametrize(
+    "base,new,verdict,note",
+    [
+        (UNMEASURED, UNMEASURED, "not measured", "ok in both, without a measured time"),
+        (MEASURED, UNMEASURED, "not measured", "base ok, new ok without a measured time"),
+        (UNMEASURED, MEASURED, "not measured", "base ok without a measured time, new ok"),
+        (FAILED, UNMEASURED, "not measured", "base oom, new ok without a measured time"),
+        (UNMEASURED, FAILED, "broken", "base ok without a measured time, new oom"),
+        (MEASURED, FAILED, "broken", "base ok, new oom"),
+        (FAILED, MEASURED, "fixed", "base oom, new ok"),
+        (FAILED, FAILED, "failed in both", "base oom, new oom"),
+    ],
+)
+def test_a_side_without_a_figure_failed_only_when_its_status_says_so(base, new, verdict, note) -> None:
+    """An ok row with no time above zero was not measured: not "failed", and not a regression of the other side."""
+    line = judge(base, new, 0.05, 0.05)
+    assert (line["verdict"], line["note"]) == (verdict, note)
+    assert line["outcome"].outcome.regressed == (verdict == "broken")
+
+
 def test_markdown_and_terminal_renderings_name_the_regressions(tmp_path: Path) -> None:
     slowed = factory.sweep(seed=2, slowdown=1.25, slowed=lambda cell: cell.mode == "train", **NOISY)
     result = compare(*[[p] for p in _files(tmp_path, factory.sweep(seed=1, **NOISY), slowed)])

@@ -47,6 +47,27 @@ def workspace(folder: Path) -> None:
         json.dumps({"benchmarks": [{"name": "s", "stats": stats, "extra_info": info}]})
     )
     (folder / "schema99.jsonl").write_text(json.dumps({**row, "schema_version": 99}) + "\n")
+    # readable files naming what this suite does not know: a benchmark's group as its variant, a retired variant, a
+    # plugin framework no longer installed; and rows that ran (status ok) with no time above zero
+    grouped = {
+        "name": "s",
+        "group": "g",
+        "stats": stats,
+        "extra_info": {"framework": "torch", "mode": "infer", "batch_size": 2},
+    }
+    (folder / "group_variant.json").write_text(json.dumps({"benchmarks": [grouped]}))
+    retired = {**json.loads(json.dumps(row)), "key": "retired"}
+    retired["cell"]["variant"] = "retired-split"
+    (folder / "retired_variant.jsonl").write_text(json.dumps(retired) + "\n")
+    plugin = {**json.loads(json.dumps(row)), "key": "plugin"}
+    plugin["cell"]["framework"] = "gone-plugin"
+    (folder / "gone_framework.jsonl").write_text(json.dumps(plugin) + "\n")
+    done = SweepOptions(frameworks=["torch"], variants=["cifar100-single"], modes=["infer"], batch_sizes=[2], gpus=0)
+    done_row = ok_row(plan(replace(done, repeats=1))[0], [0.1, 0.11, 0.1])
+    (folder / "resume.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (done_row, retired, plugin)))
+    zero = json.loads(json.dumps(row))
+    zero["metrics"].update(step_times_s=[0.0] * 3, median_step_s=0.0, images_per_s=0.0, achieved_flops_per_s=0.0)
+    (folder / "zero_times.jsonl").write_text(json.dumps(zero) + "\n")
     (folder / "garbage.bin").write_bytes(bytes(range(256)) * 64)
     (folder / "text.txt").write_text("hello\nworld\n")
     (folder / "empty_dir").mkdir()
@@ -148,7 +169,6 @@ CASES = {
     "markup variant [/]": (["run", "-v", "[/]", "--results", OK], "unknown variant '[/]'"),
     "markup variant [bold]x": (["run", "-v", "[bold]x", "--results", OK], "unknown variant '[bold]x'"),
     "markup in a missing report file": (["report", "{tmp}/[bold]gone.jsonl"], "no results file at {tmp}/[bold]gone"),
-    "markup in a compared row": (["compare", OK, "{tmp}/markup.jsonl"], "nothing to compare"),
     # compare with no cell in common is a normal case: say so
     "compare without common cell": (["compare", OK, "{tmp}/other.jsonl"], "nothing to compare"),
     # typer's usage errors: one line, not a box
@@ -171,6 +191,85 @@ CASES = {
 }
 
 
+# Readable files with something this suite does not know in them: the command does its work (exit code as given),
+# says what is unusual in at most one warning line per file read, and writes nothing but its output folder ``out``.
+# (args, exit code, the stderr lines, in order, by a part of each; a part of standard output)
+UNKNOWN_VARIANT = "is not one this suite knows (valid variants: imagenet-single"
+RESUME = ("run", "-f", "torch", "-v", "cifar100-single", "-m", "infer", "-b", "2", "--gpus", "0", "--repeats", "1")
+READABLE = {
+    "report, benchmark named by its group": (
+        ["report", "{tmp}/group_variant.json", "--out", "{tmp}/out"],
+        0,
+        [
+            f"{{tmp}}/group_variant.json benchmark 1 ('s', no extra_info['variant'], named by its group): variant 'g' "
+            f"{UNKNOWN_VARIANT}"
+        ],
+        "report: {tmp}/out/report.md",
+    ),
+    "compare, benchmark named by its group": (
+        ["compare", "{tmp}/group_variant.json", "{tmp}/group_variant.json", "--markdown"],
+        0,
+        ["warning: base: {tmp}/group_variant.json benchmark 1", "warning: new: {tmp}/group_variant.json benchmark 1"],
+        "| torch | g | grouped |",
+    ),
+    "report, retired variant": (
+        ["report", "{tmp}/retired_variant.jsonl", "--out", "{tmp}/out"],
+        0,
+        [f"warning: {{tmp}}/retired_variant.jsonl line 1: variant 'retired-split' {UNKNOWN_VARIANT}"],
+        "report: {tmp}/out/report.md",
+    ),
+    "compare, retired variant": (
+        ["compare", "{tmp}/retired_variant.jsonl", "{tmp}/retired_variant.jsonl", "--markdown"],
+        0,
+        ["warning: base: {tmp}/retired_variant.jsonl line 1", "warning: new: {tmp}/retired_variant.jsonl line 1"],
+        "| torch | retired-split |",
+    ),
+    "report, framework not installed": (
+        ["report", "{tmp}/gone_framework.jsonl", "--out", "{tmp}/out"],
+        0,
+        [],
+        "report: {tmp}/out/report.md",
+    ),
+    "compare, framework not installed": (
+        ["compare", "{tmp}/gone_framework.jsonl", "{tmp}/gone_framework.jsonl", "--markdown"],
+        0,
+        [],
+        "| gone-plugin | cifar100-single |",
+    ),
+    "run --resume beside a retired variant and a framework not installed": (
+        [*RESUME, "--results", "{tmp}/resume.jsonl", "--resume", "--report", "{tmp}/out"],
+        0,
+        [f"warning: {{tmp}}/resume.jsonl line 2: variant 'retired-split' {UNKNOWN_VARIANT}"],
+        "resuming: 1 of 1 cells already done",
+    ),
+    # rich markup in a row's variant: escaped, named exactly, in the warning and in the error
+    "markup in a compared row": (
+        ["compare", OK, "{tmp}/markup.jsonl"],
+        2,
+        [f"warning: new: {{tmp}}/markup.jsonl line 1: variant '[/]' {UNKNOWN_VARIANT}", "error: nothing to compare"],
+        "keras [/]",
+    ),
+    # zero times are not measurements: such a cell was not measured, and it did not fail
+    "compare rows with zero times": (
+        ["compare", "{tmp}/zero_times.jsonl", "{tmp}/zero_times.jsonl", "--markdown"],
+        0,
+        [],
+        "| not measured | ok in both, without a measured time",
+    ),
+}
+
+
+def bench(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """``bench.py`` with ``args`` (``{tmp}`` is ``folder``), run in ``folder``."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench.py"), *(arg.replace("{tmp}", str(folder)) for arg in args)],
+        cwd=folder,  # relative paths in the messages are the user's, not the project's
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every regular file under ``folder`` and its bytes (a FIFO is not read)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -180,13 +279,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args, message):
     workspace(tmp_path)
     before = snapshot(tmp_path)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench.py"), *(arg.replace("{tmp}", str(tmp_path)) for arg in args)],
-        cwd=tmp_path,  # relative paths in the messages are the user's, not the project's
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = bench(tmp_path, args)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert len(lines) == 1, result.stderr
@@ -195,6 +288,22 @@ def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args,
     assert result.returncode == 2, result.stderr
     assert "start  cell" not in result.stdout, "refused only after a worker started"
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("args,code,warnings,shown", list(READABLE.values()), ids=list(READABLE))
+def test_a_readable_file_naming_the_unknown_is_read_with_a_warning(tmp_path, args, code, warnings, shown):
+    workspace(tmp_path)
+    before = snapshot(tmp_path)
+    result = bench(tmp_path, args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert len(lines) == len(warnings), result.stderr
+    for line, warning in zip(lines, warnings, strict=True):
+        assert warning.replace("{tmp}", str(tmp_path)) in line, result.stderr
+    assert shown.replace("{tmp}", str(tmp_path)) in result.stdout, result.stdout
+    assert result.returncode == code, result.stderr
+    assert "start  cell" not in result.stdout, "a cell already in the results was measured again"
+    assert {name: data for name, data in snapshot(tmp_path).items() if not name.startswith("out/")} == before
 
 
 def test_report_keeps_stderr_empty_when_matplotlib_has_no_cache_folder(tmp_path):

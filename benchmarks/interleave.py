@@ -17,6 +17,10 @@ so apart, so even a slow spell of a few seconds falls on both; the order alterna
 - **Rows.** One row per side and pair, as ``run_pairs`` writes them (``paired``: side, pair, order, and
   ``mode: "interleaved-steps"`` with ``turn_steps``), with the turn's step times. Memory peaks, energy and the
   matmul ceiling are left out: with two models loaded they would not be those of a cell alone.
+- **Why it is the default.** Measured A/A on a shared 2-core VM at load 6-10 (README, "Interleaved steps
+  against whole processes"): for two small PyTorch cells a 150 s budget bought 15-40 interleaved pairs a cell and
+  a detectable change of 7-15%, where whole processes (30-40 s each there) got 3 pairs in 387 s and could detect
+  nothing below several hundred percent; a step made 10% heavier was flagged in both cells in 109 s.
 - **Which cells.** Cells of one process on one device. A multi-device or multi-node cell, a launcher
   (``--xeon-launch``), or a tree without the step server is paired as whole processes instead.
 """

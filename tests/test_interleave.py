@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from benchmarks.paired import PairedRows, PairedRun, Tree, speaks_steps
 from benchmarks.results import read_results
 from reports.compare import Outcome
 from reports.paired import SequentialRule, judge_pairs, still_open
+from tests.slower_tree import tree_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = CellConfig("numpy-fake", "cifar100-single", "infer", 4, steps=3, warmup=2)
@@ -198,7 +203,7 @@ def test_a_base_without_the_step_server_is_paired_as_processes_said_in_one_line(
 
 
 def test_this_tree_is_read_as_speaking_the_protocol_without_running_it():
-    assert paired.read_tree(ROOT, dict(__import__("os").environ)).step_server
+    assert paired.read_tree(ROOT, dict(os.environ)).step_server
 
 
 # --- end to end, with real step servers of the fake framework --------------------------------------------------------
@@ -214,3 +219,23 @@ def test_two_real_step_servers_take_turns_and_write_judged_rows(fake_framework, 
     assert {row.side for row in rows} == {"base", "new"} and len({row.key for row in rows}) == len(rows)
     result = judge_pairs(rows, 0.05, rule)
     assert result.cells["pairs"][0] >= 4 and result.summary()["modes"] == ["interleaved-steps"]
+
+
+def test_ab_against_a_base_without_the_step_server_says_so_once_and_pairs_processes(tmp_path):
+    base = tmp_path / "base"
+    for name in tree_files(ROOT):
+        if name != str(paired.STEP_SERVER):  # a base from before the step server
+            (base / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, base / name)
+    env = {**os.environ, frameworks.PLUGINS_VARIABLE: "tests.fake_framework"}
+    command = [sys.executable, str(ROOT / "bench.py"), "ab", "--base-tree", str(base), "-f", "numpy-fake"]
+    command += ["-v", "cifar100-single", "-m", "infer", "-b", "4", "--steps", "2", "--warmup", "1"]
+    command += ["--time-budget", "0", "--min-pairs", "2", "--max-pairs", "2", "--results", str(tmp_path / "ab.jsonl")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    said = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, said
+    notes = [line for line in done.stderr.splitlines() if "has no step server" in line]
+    assert notes == [f"note: the base tree at {base} has no step server (benchmarks/step_server.py): pairing whole "
+                     "processes instead of interleaved steps"], said  # fmt: skip
+    rows = read_results(tmp_path / "ab.jsonl").rows
+    assert len(rows) == 4 and {row.paired["mode"] for row in rows} == {"processes"}

@@ -57,7 +57,9 @@ def ab(
 ) -> None:
     """Base against new, paired: two checkouts' cells side by side in ABBA order, judged pair by pair.
 
-    Each side's cells run through its own tree's bench.py run. Exits 1 when a cell is significantly slower by
+    When both trees have the step server, each cell's two workers are loaded side by side and take turns of
+    steps (a pair: one turn of each); otherwise, saying so, each side's cells run through its own tree's
+    bench.py run, a pair being one process of each. Exits 1 when a cell is significantly slower by
     more than the threshold (or works in base and fails in new). Pairs are added to undecided cells while --budget
     lasts, under a sequential rule whose false-alarm rate over every look is at most 5%.
     """

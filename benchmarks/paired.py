@@ -23,8 +23,9 @@ test on the pairs sees only their difference.
   burn the core another tenant (or its own second thread) needs; ``--wait-policy default`` leaves the runtime's
   own. Every row records which.
 
-Step-level interleaving (two workers taking turns step by step) is not implemented: both sides alternate as
-whole processes.
+This is the fallback of ``bench.py ab``: cells both trees can interleave step by step (``benchmarks.interleave``)
+are measured that way, which is finer and cheaper; a tree without the step server, or a multi-device cell, is
+paired here, as whole processes.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ NEEDED_FLAGS = (
     "--no-report",
 )
 HELP_TIMEOUT_S = 120.0
+STEP_SERVER = Path("benchmarks/step_server.py")
 
 
 class PairedError(ValueError):
@@ -81,10 +83,12 @@ class PairedError(ValueError):
 
 @dataclass(frozen=True)
 class Tree:
-    """A checkout whose ``bench.py run`` measures one side: where it is and which options its ``run`` accepts."""
+    """A checkout whose ``bench.py run`` measures one side: where it is, which options its ``run`` accepts, and
+    whether it has a step server (``benchmarks/step_server.py``: it can be interleaved step by step)."""
 
     path: Path
     flags: frozenset[str]
+    step_server: bool = False
 
 
 def read_tree(path: Path, env: Mapping[str, str], timeout_s: float = HELP_TIMEOUT_S) -> Tree:
@@ -97,7 +101,13 @@ def read_tree(path: Path, env: Mapping[str, str], timeout_s: float = HELP_TIMEOU
     if ended.returncode != 0:
         last = (ended.stderr.strip().splitlines() or ["no output"])[-1]
         raise PairedError(f"{path}/bench.py run --help failed ({last}): the base cannot run cells")
-    return Tree(path, frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ended.stdout)))
+    flags = frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ended.stdout))
+    return Tree(path, flags, speaks_steps(path))
+
+
+def speaks_steps(path: Path) -> bool:
+    """Whether the tree at ``path`` has the step server; read from its files, never by running its code."""
+    return (path / STEP_SERVER).is_file()
 
 
 def cell_options(cell: CellConfig) -> list[str]:
@@ -205,6 +215,7 @@ def measure_side(
         "tree": str(tree.path),
         "wait_policy": run.wait_policy,
         "wait_environment": WAIT_POLICIES[run.wait_policy],
+        "mode": "processes",
     }
     if written:
         data = written[-1].to_dict()

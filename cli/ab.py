@@ -21,6 +21,11 @@ HELP = {
     "first --min-pairs always run.",
     "wait_policy": "passive: OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0), so they do "
     "not spin against other tenants; default: the runtime's own. Recorded in every row.",
+    "pairing": "auto: both trees' workers loaded side by side, taking turns step by step (when both trees have "
+    "the step server, for one-device cells), else whole processes; processes: always whole processes.",
+    "turn": "With interleaved steps: seconds of steps in one side's turn (the step count is set from the warm-up).",
+    "min_pairs": "Pairs every cell gets before the first look. Default: 10 interleaved, 3 as processes.",
+    "max_pairs": "Pairs a cell gets at most (the last look). Default: 40 interleaved, 10 as processes.",
     "summary": "Also write the comparison as JSON (per cell: pairs, change, interval, detectable, verdict; wall time).",
 }
 
@@ -40,8 +45,10 @@ def ab(
     seed: Seed("Seed for weights and synthetic data, the same on both sides.") = 0,
     threshold: Opt(str, "--threshold", help="Slowdown that counts as a regression, e.g. 5% or 0.05.") = "5%",
     budget_s: Opt(float, "--budget", help=HELP["budget"], callback=positive_seconds) = 360.0,
-    min_pairs: Opt(int, "--min-pairs", min=2, help="Pairs every cell gets before the first look.") = 3,
-    max_pairs: Opt(int, "--max-pairs", min=2, help="Pairs a cell gets at most (the last look).") = 10,
+    min_pairs: Opt(int | None, "--min-pairs", min=2, help=HELP["min_pairs"]) = None,
+    max_pairs: Opt(int | None, "--max-pairs", min=2, help=HELP["max_pairs"]) = None,
+    pairing: Opt(str, "--pairing", help=HELP["pairing"]) = "auto",
+    turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = 0.5,
     wait_policy: Opt(str, "--wait-policy", help=HELP["wait_policy"]) = "passive",
     results: Opt(Path, "--results", help="JSON Lines file both sides' rows are appended to.") = AB_RESULTS,
     summary: Opt(Path | None, "--summary", help=HELP["summary"]) = None,
@@ -50,12 +57,15 @@ def ab(
 ) -> None:
     """Base against new, paired: two checkouts' cells side by side in ABBA order, judged pair by pair.
 
-    Each side's cells run through its own tree's bench.py run. Exits 1 when a cell is significantly slower by
+    When both trees have the step server, each cell's two workers are loaded side by side and take turns of
+    steps (a pair: one turn of each); otherwise, saying so, each side's cells run through its own tree's
+    bench.py run, a pair being one process of each. Exits 1 when a cell is significantly slower by
     more than the threshold (or works in base and fails in new). Pairs are added to undecided cells while --budget
     lasts, under a sequential rule whose false-alarm rate over every look is at most 5%.
     """
+    from benchmarks.interleave import LOOK_EVERY, Interleaving, interleavable, mode_line, run_ab
     from benchmarks.matrix import SweepError, SweepOptions, plan
-    from benchmarks.paired import PairedError, PairedRun, check_trees, read_tree, run_pairs, side_environment, this_tree
+    from benchmarks.paired import PairedError, PairedRun, check_trees, read_tree, side_environment, this_tree
     from benchmarks.request import RequestError, resolve_frameworks
     from benchmarks.results import ResultsFileError, check_appendable, check_writable, read_results
     from implementations.spec import SpecError
@@ -70,10 +80,18 @@ def ab(
                                batch_sizes=batch_sizes or [], split_impls=split_impls or [], steps=steps,
                                warmup=warmup, time_budget_s=time_budget_s, gpus=gpus, seed=seed)  # fmt: skip
         cells = plan(options)
-        rule = SequentialRule(cells=len(cells), min_pairs=min_pairs, max_pairs=max_pairs)
+        if pairing not in ("auto", "processes"):
+            raise PairedError(f"unknown --pairing {pairing!r}; valid: auto, processes")
         env = side_environment(os.environ, wait_policy)
         base, new = read_tree(base_tree, env), read_tree(new_tree or this_tree(), env)
         check_trees(base, new, cells)
+        why_not = mode_line(base, new) if pairing == "auto" else None
+        steps = pairing == "auto" and why_not is None and any(interleavable(cell) for cell in cells)
+        mixed = steps and not all(interleavable(cell) for cell in cells)
+        min_pairs = min_pairs or (10 if steps and not mixed else 3)
+        max_pairs = max_pairs or (40 if steps and not mixed else 10)
+        every = LOOK_EVERY if steps and not mixed else 1
+        rule = SequentialRule(cells=len(cells), min_pairs=min_pairs, max_pairs=max_pairs, every=every)
         check_writable(results)
         check_appendable(results, read_results(results))
         if summary is not None:
@@ -81,17 +99,24 @@ def ab(
     except (ValueError, RequestError, SweepError, SpecError, PairedError, ResultsFileError) as error:
         raise fail(str(error)) from None
     run = PairedRun(cells, base, new, results, budget_s, min_pairs, max_pairs, cell_timeout_s, wait_policy)
+    if why_not:
+        note(why_not)
+    how = Interleaving(turn_s, rule.every) if steps else None
+    paired_how = "interleaved steps (two workers taking turns)" if steps else "whole processes"
     err_console.print(
         f"{len(cells)} cells, base {escape(str(base.path))} against new {escape(str(new.path))}: {min_pairs} to "
-        f"{max_pairs} pairs each within {budget_s:g} s, OpenMP wait policy {wait_policy}",
+        f"{max_pairs} pairs each of {paired_how} within {budget_s:g} s, OpenMP wait policy {wait_policy}",
         highlight=False,
     )
 
     def on_start(cell, side, pair) -> None:
-        err_console.print(f"pair {pair + 1} {side:>4}: {escape(cell.label())}", highlight=False)
+        if side == "both":
+            err_console.print(f"interleaving base and new: {escape(cell.label())}", highlight=False)
+        else:
+            err_console.print(f"pair {pair + 1} {side:>4}: {escape(cell.label())}", highlight=False)
 
     try:
-        done = run_pairs(run, lambda rows: still_open(rows, limit, rule), on_start)
+        done = run_ab(run, lambda rows: still_open(rows, limit, rule), how, on_start)
     except ResultsFileError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:

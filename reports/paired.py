@@ -50,16 +50,20 @@ class SequentialRule:
     cells: int = 1
     min_pairs: int = DEFAULT_MIN_PAIRS
     max_pairs: int = DEFAULT_MAX_PAIRS
+    every: int = 1  # pairs added between looks (interleaved steps add several pairs a look)
 
     def __post_init__(self) -> None:
         if self.min_pairs < 2:
             raise ValueError(f"--min-pairs must be at least 2 (one degree of freedom), got {self.min_pairs}")
         if self.max_pairs < self.min_pairs:
             raise ValueError(f"--max-pairs ({self.max_pairs}) must be at least --min-pairs ({self.min_pairs})")
+        if self.every < 1:
+            raise ValueError(f"pairs between looks must be at least 1, got {self.every}")
 
     @property
     def looks(self) -> int:
-        return self.max_pairs - self.min_pairs + 1
+        """Looks at ``min_pairs``, every ``every`` pairs after it, and at ``max_pairs``."""
+        return -(-(self.max_pairs - self.min_pairs) // self.every) + 1
 
     @property
     def level(self) -> float:
@@ -67,9 +71,10 @@ class SequentialRule:
         return self.alpha / (max(self.cells, 1) * self.looks)
 
     def text(self) -> str:
+        every = f", every {self.every}" if self.every > 1 else ""
         return (
-            f"{self.looks} looks ({self.min_pairs} to {self.max_pairs} pairs) x {self.cells} cells, each test at "
-            f"{self.level:.2g}: at most {self.alpha:.0%} chance that an A/A comparison flags any cell"
+            f"{self.looks} looks ({self.min_pairs} to {self.max_pairs} pairs{every}) x {self.cells} cells, each test "
+            f"at {self.level:.2g}: at most {self.alpha:.0%} chance that an A/A comparison flags any cell"
         )
 
 
@@ -159,6 +164,7 @@ def pair_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
         return pd.DataFrame()
     frame = frame_from_rows(list(rows))
     frame["cell_key"] = [row.paired.get("cell_key", row.key) for row in rows]
+    frame["mode"] = [row.paired.get("mode", "processes") for row in rows]
     frame["time"] = [
         _median_time(t, b, r)
         for t, b, r in zip(frame["step_times_s"], frame["batch_size"], frame["images_per_s"], strict=True)
@@ -176,6 +182,7 @@ class PairedResult:
     warnings: list[str] = field(default_factory=list)
     wall_s: float = math.nan
     stopped: str = ""
+    modes: tuple[str, ...] = ()  # how the pairs were taken: "interleaved-steps", "processes"
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -221,6 +228,7 @@ class PairedResult:
             "max_pairs": self.rule.max_pairs,
             "wall_s": None if math.isnan(self.wall_s) else self.wall_s,
             "stopped": self.stopped,
+            "modes": list(self.modes),
             "regression": self.has_regressions,
             "counts": self.counts(),
             "warnings": self.warnings,
@@ -281,13 +289,15 @@ def judge_pairs(rows: Sequence[ResultRow], threshold: float, rule: SequentialRul
                 "outcome": judged,
                 "verdict": judged.text(),
                 "note": "" if complete.all() else f"{int((~complete).sum())} pair(s) with a failed side",
+                "mode": "/".join(sorted(set(group["mode"]))),
             }
         )
     cells = pd.DataFrame(lines)
     if not cells.empty:
         rank = cells["outcome"].map(lambda v: v.outcome.rank)
         cells = cells.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
-    return PairedResult(cells, rule, threshold, warnings)
+    modes = tuple(sorted({row.paired.get("mode", "processes") for row in rows if row.paired}))
+    return PairedResult(cells, rule, threshold, warnings, modes=modes)
 
 
 def still_open(rows: Sequence[ResultRow], threshold: float, rule: SequentialRule) -> set[str]:

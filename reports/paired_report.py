@@ -40,6 +40,18 @@ def _interval(low: float, high: float) -> str:
     return "" if math.isnan(low) or math.isnan(high) else f"[{low:+.1%}, {high:+.1%}]"
 
 
+PAIR_WORDS = {
+    "interleaved-steps": "a pair is a turn of steps of base and one of new, their two workers loaded side by side "
+    "and taking turns",
+    "processes": "a pair is one process of base and one of new, run back to back",
+}
+
+
+def _pair_words(modes: tuple[str, ...]) -> str:
+    words = " and ".join(PAIR_WORDS[mode] for mode in modes if mode in PAIR_WORDS) or PAIR_WORDS["processes"]
+    return f"{'Where interleaved, ' if len(modes) > 1 else ''}{words[0].upper()}{words[1:]}, in alternating order"
+
+
 def headline(result: PairedResult) -> str:
     """The comparison in one paragraph: the counts, when it stopped, and how to read it."""
     if result.cells.empty:
@@ -48,8 +60,8 @@ def headline(result: PairedResult) -> str:
     stopped = f" It stopped adding pairs when {STOPPED[result.stopped]}." if result.stopped in STOPPED else ""
     took = f" {result.wall_s:.0f} s in all." if not math.isnan(result.wall_s) else ""
     return (
-        f"{len(result.cells)} cells compared pair by pair ({parts}).{stopped}{took} Each pair is one process of "
-        "base and one of new, run back to back in alternating order; change: the median of the per-pair ratios "
+        f"{len(result.cells)} cells compared pair by pair ({parts}).{stopped}{took} "
+        f"{_pair_words(result.modes)}; change: the median of the per-pair ratios "
         f"(new over base); interval: the paired t interval of the mean ratio at the level of one look. Regression: "
         f"more than {result.threshold:.0%} slower AND significant; detectable: the smallest change the pairs "
         f"would catch 80% of the time; above {result.threshold:.0%} a cell without a significant change is "

@@ -1,4 +1,5 @@
-"""``bench.py ab`` end to end: a new tree whose PyTorch step does real extra work is flagged on the CPU.
+"""``bench.py ab`` end to end: a new tree whose PyTorch step does real extra work is flagged on the CPU, with the
+two trees' step servers taking turns (the default when both have one).
 
 This measures timing, which other processes beside it disturb (the point of the paired command), so it runs
 alone: ``pytest -m alone`` (never beside other tests). It takes a few minutes on two shared cores, hence ``slow``
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 # The smallest cell: CIFAR shapes, the split network, inference, batch 2; a step twice the work is what it must see.
-CELL = ("-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "2", "--steps", "5", "--warmup", "1")
+CELL = ("-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "2", "--steps", "5", "--warmup", "3")
 EXTRA = 1.0
 
 
@@ -30,7 +31,7 @@ def test_ab_flags_a_step_that_does_real_extra_work(tmp_path):
     slower = make_slower_tree(ROOT, tmp_path / "new", EXTRA)
     results, summary = tmp_path / "ab.jsonl", tmp_path / "ab.json"
     command = [sys.executable, str(slower / "bench.py"), "ab", "--base-tree", str(ROOT), *CELL]
-    command += ["--time-budget", "1", "--min-pairs", "4", "--max-pairs", "6", "--budget", "240"]
+    command += ["--time-budget", "1", "--min-pairs", "10", "--max-pairs", "30", "--budget", "240"]
     command += ["--results", str(results), "--summary", str(summary)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     said = f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
@@ -41,4 +42,5 @@ def test_ab_flags_a_step_that_does_real_extra_work(tmp_path):
     rows = read_results(results).rows
     assert {row.side for row in rows} == {"base", "new"}
     assert len({row.key for row in rows}) == len(rows)  # no row folds into another
+    assert {row.paired["mode"] for row in rows} == {"interleaved-steps"}  # both trees have the step server
     assert all(row.paired["tree"] == str((slower if row.side == "new" else ROOT).resolve()) for row in rows)

@@ -1,0 +1,241 @@
+"""``bench.py ab`` step by step: the step server's protocol, the ABBA order of turns, the rows they write, and the
+fall-back to whole processes when a tree has no step server. Fast: the fake NumPy framework or fake servers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import frameworks, interleave, paired, step_server
+from benchmarks.cell import CellConfig
+from benchmarks.interleave import Interleaving, ServerFailed, interleavable, mode_line, run_ab, turn_steps
+from benchmarks.paired import PairedRows, PairedRun, Tree, speaks_steps
+from benchmarks.results import read_results
+from reports.compare import Outcome
+from reports.paired import SequentialRule, judge_pairs, still_open
+from tests.slower_tree import tree_files
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE = CellConfig("numpy-fake", "cifar100-single", "infer", 4, steps=3, warmup=2)
+ALL_FLAGS = frozenset(paired.NEEDED_FLAGS)
+
+
+@pytest.fixture
+def fake_framework(monkeypatch):
+    monkeypatch.setenv(frameworks.PLUGINS_VARIABLE, "tests.fake_framework")  # for the step servers' processes
+    from tests.fake_framework import NumpyDenseLayers  # registers on its first import only
+
+    if "numpy-fake" not in frameworks.names():
+        frameworks.register(NumpyDenseLayers())
+    yield
+    frameworks.unregister("numpy-fake")
+
+
+def said(text: str) -> list[tuple[str, dict]]:
+    words = (step_server.READY, step_server.STEPS, step_server.FAILED)
+    return [(w.strip(), json.loads(line[len(w) :])) for line in text.splitlines() for w in words if line.startswith(w)]
+
+
+# --- the step server ------------------------------------------------------------------------------------------------
+
+
+def test_the_step_server_prepares_warms_up_then_steps_on_request(fake_framework, capsys):
+    code = step_server.serve(FAKE.to_json(), iter(["step 3\n", "\n", "step 1\n", "quit\n", "step 9\n"]))
+    assert code == 0
+    lines = said(capsys.readouterr().out)
+    assert [word for word, _ in lines] == ["READY", "STEPS", "STEPS"]  # nothing after quit
+    ready = lines[0][1]
+    assert ready["protocol"] == step_server.PROTOCOL and len(ready["warmup_step_s"]) == FAKE.warmup - 1
+    assert ready["images_per_step"] == 4 and ready["environment"]["framework"] == "numpy-fake"
+    assert [len(payload["times"]) for _, payload in lines[1:]] == [3, 1]
+    assert all(t > 0 for _, payload in lines[1:] for t in payload["times"])
+
+
+def test_the_step_server_says_failed_on_a_command_it_does_not_know(fake_framework, capsys):
+    assert step_server.serve(FAKE.to_json(), iter(["jump 3\n"])) == 1
+    (_, failed) = said(capsys.readouterr().out)[-1]
+    assert failed["status"] == "failed" and "unknown command 'jump 3'" in failed["error"]
+
+
+def test_a_cell_the_server_cannot_prepare_is_one_failed_line(capsys):
+    assert step_server.serve(json.dumps({"framework": "torch"}), iter([])) == 1
+    word, failed = said(capsys.readouterr().out)[-1]
+    assert word == "FAILED" and failed["error"]
+
+
+# --- the parent: turns, order, rows ---------------------------------------------------------------------------------
+
+
+class FakeServer:
+    """A step server in this process: each side a fixed step time; every turn logged in one shared list."""
+
+    def __init__(self, side: str, log: list[str], step_s: float, fail_at: int | None = None) -> None:
+        self.side, self.log, self.step_s, self.fail_at = side, log, step_s, fail_at
+
+    def answer(self, timeout_s):
+        if self.fail_at == -1:
+            raise ServerFailed("crashed", "step server exited with code 1: ImportError")
+        return {"protocol": 1, "warmup_step_s": [0.1], "first_step_s": 0.2, "images_per_step": 4, "environment": {}}
+
+    def step(self, count, timeout_s):
+        self.log.append(self.side)
+        if self.fail_at is not None and self.log.count(self.side) > self.fail_at:
+            raise ServerFailed("crashed", "gone")
+        return [self.step_s * (1 + 0.001 * (i % 3)) for i in range(count)]
+
+    def close(self):
+        self.log.append(f"{self.side} closed")
+
+
+def fake_servers(monkeypatch, times: dict[str, float], fail: dict[str, int] | None = None) -> list[str]:
+    log: list[str] = []
+    fail = fail or {}
+
+    def start(run, tree, cell):
+        side = "base" if tree is run.base else "new"
+        return FakeServer(side, log, times[side], fail.get(side))
+
+    monkeypatch.setattr(interleave, "start_server", start)
+    return log
+
+
+def make_run(tmp_path: Path, cells: list[CellConfig], **limits) -> PairedRun:
+    base, new = Tree(tmp_path / "base", ALL_FLAGS, True), Tree(tmp_path / "new", ALL_FLAGS, True)
+    options = {"budget_s": 1000.0, "min_pairs": 4, "max_pairs": 8, **limits}
+    return PairedRun(cells, base, new, tmp_path / "ab.jsonl", timeout_s=10, **options)
+
+
+def judged(run: PairedRun, every: int):
+    rule = SequentialRule(cells=len(run.cells), min_pairs=run.min_pairs, max_pairs=run.max_pairs, every=every)
+    return rule, (lambda rows: still_open(rows, 0.05, rule))
+
+
+def test_turns_go_in_abba_order_and_a_clear_regression_stops_at_the_first_look(monkeypatch, tmp_path):
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.13})
+    run = make_run(tmp_path, [FAKE])
+    rule, open_ = judged(run, 2)
+    done = run_ab(run, open_, Interleaving(turn_s=0.5, look_every=2))
+    turns = [entry for entry in log if "closed" not in entry]
+    assert turns == ["base", "new", "new", "base"] * 2  # ABBA over the pairs; decided at the first look (4 pairs)
+    assert sorted(log[-2:]) == ["base closed", "new closed"]  # both servers told to quit
+    assert done.stopped == "decided"
+    rows = read_results(run.results).rows
+    assert len(rows) == 8 and {row.paired["mode"] for row in rows} == {"interleaved-steps"}
+    assert {row.paired["turn_steps"] for row in rows} == {5}  # 0.5 s turns at the warm-up's 0.1 s a step
+    assert [row.paired["order"] for row in rows[:4]] == ["base-first"] * 2 + ["new-first"] * 2
+    assert all("memory" not in row.metrics and "ceiling_flops_per_s" not in row.metrics for row in rows)
+    result = judge_pairs(rows, 0.05, rule)
+    assert result.cells["outcome"][0].outcome is Outcome.REGRESSION and result.modes == ("interleaved-steps",)
+
+
+def test_the_second_cell_starts_with_the_other_side(monkeypatch, tmp_path):
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
+    run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=2)
+    run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
+    turns = [entry for entry in log if "closed" not in entry]
+    assert turns == ["base", "new", "new", "base", "new", "base", "base", "new"]
+
+
+def test_a_side_that_fails_to_start_makes_a_broken_cell_not_a_hang(monkeypatch, tmp_path):
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, fail={"new": -1})
+    run = make_run(tmp_path, [FAKE])
+    rule, open_ = judged(run, 2)
+    done = run_ab(run, open_, Interleaving(look_every=2))
+    by_side = {row.side: row for row in done.rows}
+    assert by_side["new"].status == "crashed" and "ImportError" in by_side["new"].error
+    assert by_side["base"].status == "ok"  # the side that works shows it does
+    assert judge_pairs(done.rows, 0.05, rule).cells["outcome"][0].outcome is Outcome.BROKEN
+
+
+def test_a_side_that_dies_mid_cell_ends_the_cell_with_its_row(monkeypatch, tmp_path):
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, fail={"new": 2})
+    run = make_run(tmp_path, [FAKE])
+    done = run_ab(run, judged(run, 2)[1], Interleaving(look_every=2))
+    assert [row.status for row in done.rows][-1] == "crashed" and len(done.rows) == 6
+
+
+def test_cells_that_cannot_interleave_are_paired_as_processes(monkeypatch, tmp_path):
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    two_gpus = CellConfig("numpy-fake", "cifar100-single", "infer", 4, gpus=2, steps=3, warmup=2)
+    assert interleavable(FAKE) and not interleavable(two_gpus)
+    seen = []
+    monkeypatch.setattr(
+        interleave, "run_pairs", lambda run, *args: seen.append(run.cells) or PairedRows([], 0.0, "decided")
+    )
+    run = make_run(tmp_path, [FAKE, two_gpus], min_pairs=2, max_pairs=2)
+    done = run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
+    assert seen == [[two_gpus]] and {row.paired["cell_key"] for row in done.rows} == {FAKE.key()}
+    assert run_ab(run, judged(run, 1)[1], None).rows == [] and seen[-1] == [FAKE, two_gpus]  # how=None: processes
+
+
+def test_turn_steps_follow_the_slower_sides_warm_up():
+    ready = {"base": {"warmup_step_s": [0.1, 0.1, 0.3]}, "new": {"warmup_step_s": [], "first_step_s": 0.05}}
+    assert turn_steps(ready, 0.5) == 5
+    assert turn_steps({"base": {"warmup_step_s": [2.0]}}, 0.5) == 1  # a turn is at least one step
+
+
+def test_the_rule_counts_one_look_per_round_of_pairs():
+    assert SequentialRule(min_pairs=10, max_pairs=40, every=5).looks == 7
+    assert SequentialRule(min_pairs=10, max_pairs=42, every=5).looks == 8  # the last look at max_pairs
+    assert SequentialRule(min_pairs=3, max_pairs=10).looks == 8  # one pair a look, as before
+    assert math.isclose(SequentialRule(cells=2, min_pairs=10, max_pairs=40, every=5).level, 0.05 / 14)
+
+
+# --- which trees speak the protocol ---------------------------------------------------------------------------------
+
+
+def test_a_base_without_the_step_server_is_paired_as_processes_said_in_one_line(tmp_path):
+    (tmp_path / "bench.py").write_text("")
+    assert not speaks_steps(tmp_path) and speaks_steps(ROOT)
+    old, this = Tree(tmp_path, ALL_FLAGS, False), Tree(ROOT, ALL_FLAGS, True)
+    line = mode_line(old, this)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"the base tree at {tmp_path} has no step server") and "whole processes" in line
+    assert mode_line(this, this) is None
+
+
+def test_this_tree_is_read_as_speaking_the_protocol_without_running_it():
+    assert paired.read_tree(ROOT, dict(os.environ)).step_server
+
+
+# --- end to end, with real step servers of the fake framework --------------------------------------------------------
+
+
+def test_two_real_step_servers_take_turns_and_write_judged_rows(fake_framework, tmp_path):
+    tree = Tree(ROOT, ALL_FLAGS, True)
+    run = PairedRun([FAKE], tree, tree, tmp_path / "ab.jsonl", 1000.0, 4, 6, 120.0)
+    rule, open_ = judged(run, 2)
+    done = run_ab(run, open_, Interleaving(turn_s=0.05, look_every=2))
+    rows = read_results(run.results).rows
+    assert len(rows) == len(done.rows) >= 8 and {row.status for row in rows} == {"ok"}
+    assert {row.side for row in rows} == {"base", "new"} and len({row.key for row in rows}) == len(rows)
+    result = judge_pairs(rows, 0.05, rule)
+    assert result.cells["pairs"][0] >= 4 and result.summary()["modes"] == ["interleaved-steps"]
+
+
+def test_ab_against_a_base_without_the_step_server_says_so_once_and_pairs_processes(tmp_path):
+    base = tmp_path / "base"
+    for name in tree_files(ROOT):
+        if name != str(paired.STEP_SERVER):  # a base from before the step server
+            (base / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, base / name)
+    env = {**os.environ, frameworks.PLUGINS_VARIABLE: "tests.fake_framework"}
+    command = [sys.executable, str(ROOT / "bench.py"), "ab", "--base-tree", str(base), "-f", "numpy-fake"]
+    command += ["-v", "cifar100-single", "-m", "infer", "-b", "4", "--steps", "2", "--warmup", "1"]
+    command += ["--time-budget", "0", "--min-pairs", "2", "--max-pairs", "2", "--results", str(tmp_path / "ab.jsonl")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    said = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, said
+    notes = [line for line in done.stderr.splitlines() if "has no step server" in line]
+    assert notes == [f"note: the base tree at {base} has no step server (benchmarks/step_server.py): pairing whole "
+                     "processes instead of interleaved steps"], said  # fmt: skip
+    rows = read_results(tmp_path / "ab.jsonl").rows
+    assert len(rows) == 4 and {row.paired["mode"] for row in rows} == {"processes"}

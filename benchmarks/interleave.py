@@ -48,6 +48,7 @@ from benchmarks.paired import (
     PairedRun,
     Tree,
     order,
+    paired_fields,
     run_pairs,
 )
 from benchmarks.process import kill_group
@@ -174,17 +175,7 @@ def side_row(
     row = ResultRow.from_result(cell, result, machine, run_id, started)
     data = row.to_dict()
     data["cell"] = {**data["cell"], "repeat": pair}
-    paired = {
-        "side": side,
-        "pair": pair,
-        "order": f"{first}-first",
-        "cell_key": cell.key(),
-        "tree": str(tree.path),
-        "wait_policy": run.wait_policy,
-        "wait_environment": WAIT_POLICIES[run.wait_policy],
-        "mode": MODE,
-        **extra,
-    }
+    paired = {**paired_fields(run, tree, cell, side, pair, first, MODE), **extra}
     data.update(key=paired_key(cell.key(), side, pair), paired=paired)
     return ResultRow.from_dict(data)
 

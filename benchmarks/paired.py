@@ -188,6 +188,21 @@ class PairedRows:
     stopped: str  # "decided", "budget" or "max pairs"
 
 
+def paired_fields(run: PairedRun, tree: Tree, cell: CellConfig, side: str, pair: int, first: str, mode: str) -> dict:
+    """What a paired row says of its pairing: its side and pair, which side went first, the tree, how threads
+    waited, and whether whole processes or interleaved steps were paired."""
+    return {
+        "side": side,
+        "pair": pair,
+        "order": f"{first}-first",
+        "cell_key": cell.key(),
+        "tree": str(tree.path),
+        "wait_policy": run.wait_policy,
+        "wait_environment": WAIT_POLICIES[run.wait_policy],
+        "mode": mode,
+    }
+
+
 def measure_side(
     run: PairedRun, side: str, cell: CellConfig, pair: int, first: str, run_id: str, folder: Path
 ) -> ResultRow:
@@ -207,16 +222,7 @@ def measure_side(
     else:
         tail = " | ".join(line.strip() for line in ended.stderr.strip().splitlines()[-3:])
         problem = f"`bench.py run` wrote no row (exit {ended.returncode}): {tail or 'no output'}"
-    paired = {
-        "side": side,
-        "pair": pair,
-        "order": f"{first}-first",
-        "cell_key": cell.key(),
-        "tree": str(tree.path),
-        "wait_policy": run.wait_policy,
-        "wait_environment": WAIT_POLICIES[run.wait_policy],
-        "mode": "processes",
-    }
+    paired = paired_fields(run, tree, cell, side, pair, first, "processes")
     if written:
         data = written[-1].to_dict()
         paired["side_run_id"] = data["run_id"]

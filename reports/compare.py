@@ -139,8 +139,24 @@ class Verdict:
         return f"{self.outcome.value}: {reason}" if reason else self.outcome.value
 
 
+class JudgedCells:
+    """What ``compare`` and ``ab`` both answer from their per-cell verdicts (``cells["outcome"]``)."""
+
+    cells: pd.DataFrame
+
+    @property
+    def regressions(self) -> pd.DataFrame:
+        if self.cells.empty:
+            return self.cells
+        return self.cells[[verdict.outcome.regressed for verdict in self.cells["outcome"]]]
+
+    @property
+    def has_regressions(self) -> bool:
+        return not self.regressions.empty
+
+
 @dataclass
-class CompareResult:
+class CompareResult(JudgedCells):
     """Per-cell figures and verdicts, cells present on one side only, and what makes the comparison doubtful.
 
     ``cells`` has one line per cell in both: its keys, the figures of ``judge``, ``outcome`` (a Verdict) and
@@ -155,16 +171,6 @@ class CompareResult:
     alpha: float = 0.05
     drift: float = DEFAULT_DRIFT
     shift: float = math.nan  # the whole run's change (median over cells); NaN with too few cells
-
-    @property
-    def has_regressions(self) -> bool:
-        return not self.regressions.empty
-
-    @property
-    def regressions(self) -> pd.DataFrame:
-        if self.cells.empty:
-            return self.cells
-        return self.cells[[verdict.outcome.regressed for verdict in self.cells["outcome"]]]
 
     @property
     def nothing_to_compare(self) -> bool:

@@ -80,20 +80,24 @@ def headline(result: CompareResult) -> str:
     )
 
 
+def verdict_table(
+    title: str, cells: pd.DataFrame, columns: dict[str, str], notes: list[str], formats: dict, empty_text: str
+) -> ReportTable:
+    """One line per judged cell: ``columns`` of ``cells`` (renamed), coloured by its outcome; the note
+    column only where some cell has a note. Shared by ``compare`` and ``ab``."""
+    if cells.empty:
+        return ReportTable(title, pd.DataFrame(), notes, formats, empty_text=empty_text)
+    frame = cells[list(columns)].rename(columns=columns)
+    if (frame["note"] == "").all():
+        frame = frame.drop(columns="note")
+    styles = [style(verdict) for verdict in cells["outcome"]]
+    return ReportTable(title, frame.rename(columns=DISPLAY_NAMES), notes, formats, empty_text=empty_text, styles=styles)
+
+
 def comparison_table(result: CompareResult) -> ReportTable:
     """One line per cell in both results: its figures and verdict, in the words of the headline."""
-    frame = result.cells[list(COLUMNS)].rename(columns=COLUMNS) if not result.cells.empty else pd.DataFrame()
-    if not frame.empty and (frame["note"] == "").all():
-        frame = frame.drop(columns="note")
-    styles = [style(verdict) for verdict in result.cells["outcome"]] if not result.cells.empty else []
-    return ReportTable(
-        "Comparison",
-        frame.rename(columns=DISPLAY_NAMES),
-        [headline(result)],
-        FORMATS,
-        empty_text="Nothing to compare: no cell is in both sets of results.",
-        styles=styles,
-    )
+    empty = "Nothing to compare: no cell is in both sets of results."
+    return verdict_table("Comparison", result.cells, COLUMNS, [headline(result)], FORMATS, empty)
 
 
 def to_markdown(result: CompareResult) -> str:

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmarks.results import ResultRow
-from reports.compare import COMPARE_KEYS, Doubt, Outcome, Verdict
+from reports.compare import COMPARE_KEYS, Doubt, JudgedCells, Outcome, Verdict
 from reports.findings import busy_machine_findings
 from reports.load import frame_from_rows
 from reports.statistics import MAX_REPEATS, POWER
@@ -173,7 +173,7 @@ def pair_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
 
 
 @dataclass
-class PairedResult:
+class PairedResult(JudgedCells):
     """Per-cell figures and verdicts of a paired comparison, and what makes it doubtful."""
 
     cells: pd.DataFrame
@@ -183,16 +183,6 @@ class PairedResult:
     wall_s: float = math.nan
     stopped: str = ""
     modes: tuple[str, ...] = ()  # how the pairs were taken: "interleaved-steps", "processes"
-
-    @property
-    def regressions(self) -> pd.DataFrame:
-        if self.cells.empty:
-            return self.cells
-        return self.cells[[v.outcome.regressed for v in self.cells["outcome"]]]
-
-    @property
-    def has_regressions(self) -> bool:
-        return not self.regressions.empty
 
     @property
     def open_keys(self) -> set[str]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from reports.cell_summary import DISPLAY_NAMES
 from reports.compare import COMPARE_KEYS
-from reports.compare_report import style
+from reports.compare_report import verdict_table
 from reports.paired import PairedResult
 from reports.render import ReportTable, markdown_table, terminal_table
 
@@ -70,23 +68,11 @@ def headline(result: PairedResult) -> str:
 
 
 def paired_table(result: PairedResult) -> ReportTable:
-    frame = pd.DataFrame()
-    if not result.cells.empty:
-        cells = result.cells.assign(
-            interval=[_interval(lo, hi) for lo, hi in zip(result.cells["low"], result.cells["high"], strict=True)]
-        )
-        frame = cells[list(COLUMNS)].rename(columns=COLUMNS)
-        if (frame["note"] == "").all():
-            frame = frame.drop(columns="note")
-    styles = [style(v) for v in result.cells["outcome"]] if not result.cells.empty else []
-    return ReportTable(
-        "Paired comparison",
-        frame.rename(columns=DISPLAY_NAMES),
-        [headline(result)],
-        FORMATS,
-        empty_text="Nothing to compare: no cell has a pair of rows yet.",
-        styles=styles,
-    )
+    cells = result.cells
+    if not cells.empty:
+        cells = cells.assign(interval=[_interval(lo, hi) for lo, hi in zip(cells["low"], cells["high"], strict=True)])
+    empty = "Nothing to compare: no cell has a pair of rows yet."
+    return verdict_table("Paired comparison", cells, COLUMNS, [headline(result)], FORMATS, empty)
 
 
 def to_markdown(result: PairedResult) -> str:

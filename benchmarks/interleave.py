@@ -1,26 +1,31 @@
 """``bench.py ab`` step by step: two workers, one per tree, loaded side by side, taking turns.
 
-Alternating whole processes (``benchmarks.paired.run_pairs``) costs each side its imports, model build, warm-up
-and ceiling on every pair, and puts the difference between two processes into every pair. Here each cell starts
-one step server per tree (``python -m benchmarks.step_server``, run from that tree with that tree's code on its
-path), waits until both are prepared and warmed up, then gives them turns: ``step K`` to one while the other
-waits on its pipe, then the same to the other. A pair is two neighbouring turns, one of each side, a second or
-so apart, so even a slow spell of a few seconds falls on both; the order alternates ABBA over pairs
-(``paired.order``), so neither side is always first.
+Alternating whole processes (``benchmarks.paired.run_pairs``) costs each side its process, imports, model build,
+warm-up and ceiling for every pair. Here a pair of a cell is one step server per tree (``python -m
+benchmarks.step_server``, run from that tree with that tree's code on its path), started fresh, prepared and
+warmed up, then given ``turns`` turns each: ``step K`` to one while the other waits on its pipe, then the same to
+the other, in ABBA order (``paired.order``), a second or so apart, so a slow spell of the machine falls on both.
 
-- **Turn length.** ``K`` steps, the same for both sides, chosen from the warm-up step times so that a turn takes
-  about ``turn_s`` (0.5 s by default), so a pair spans little of the machine's moods. Measured (README): turns of
-  2 s (five steps) gave pairs no quieter than turns of one step, only four times fewer in the same time.
+- **Why a pair is a pair of servers, not a pair of turns.** Measured on a shared 2-core VM with nothing else
+  running: two servers of one build differ by a few percent, up to 10-20%, for tens of seconds at a time (with
+  threads pinned, with one thread each, with address randomisation off, after rebuilding the model inside the
+  same processes: the offset stayed). Neighbouring turns cannot cancel that, and 35 turns of one pair of servers
+  counted as 35 pairs once called a comparison of a build with itself a 5% regression at p = 1.5e-5. So every
+  pair starts new servers, the pair's ratio is the median over its turns (``reports.paired.pair_log_ratio``),
+  and the test runs over pairs of servers: the offset between processes is measured as the noise it is.
+- **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
+  ``turn_s`` (0.5 s by default); ``turns`` (4) a side per pair. More turns make a pair's median steadier but
+  cannot remove the offset between its servers; starting servers is what a pair costs (about 2 s for PyTorch,
+  7-10 s for Keras with TensorFlow, on two cores), so a few turns balance the two (Kalibera and Jones,
+  "Rigorous Benchmarking in Reasonable Time", 2013: repeat most at the level whose variance dominates).
 - **Pairs and looks.** A cell gets ``min_pairs`` pairs, then ``look_every`` more at a time while it is undecided
   (``reports.paired``'s sequential rule, which counts those looks), ``max_pairs`` is not reached and its share of
   the budget lasts (what is left, divided by the cells not yet measured).
-- **Rows.** One row per side and pair, as ``run_pairs`` writes them (``paired``: side, pair, order, and
-  ``mode: "interleaved-steps"`` with ``turn_steps``), with the turn's step times. Memory peaks, energy and the
+- **Nothing else runs while a turn is timed.** A pair's servers are told to quit as it ends and exit while the
+  next pair starts (startup is not timed); they are gone, or killed, before that pair's first turn.
+- **Rows.** One row per side and pair (``paired``: side, pair, order, ``mode: "interleaved-steps"``,
+  ``turn_steps`` and ``turns``), with all the pair's step times in turn order. Memory peaks, energy and the
   matmul ceiling are left out: with two models loaded they would not be those of a cell alone.
-- **Why it is the default.** Measured A/A on a shared 2-core VM at load 6-10 (README, "Interleaved steps
-  against whole processes"): for two small PyTorch cells a 150 s budget bought 15-40 interleaved pairs a cell and
-  a detectable change of 7-15%, where whole processes (30-40 s each there) got 3 pairs in 387 s and could detect
-  nothing below several hundred percent; a step made 10% heavier was flagged in both cells in 109 s.
 - **Which cells.** Cells of one process on one device. A multi-device or multi-node cell, a launcher
   (``--xeon-launch``), or a tree without the step server is paired as whole processes instead.
 """
@@ -55,7 +60,8 @@ from benchmarks.process import kill_group
 from benchmarks.results import ResultRow, append_row, lock_results, new_run_id, paired_key
 
 TURN_S = 0.5
-LOOK_EVERY = 5
+TURNS = 4
+LOOK_EVERY = 3
 MODE = "interleaved-steps"
 READY, STEPS, FAILED = "READY ", "STEPS ", "FAILED "  # benchmarks.step_server's words (the base's copy may differ)
 
@@ -134,15 +140,32 @@ class StepServer:
         self.send(f"step {count}")
         return self.answer(timeout_s)["times"]
 
-    def close(self) -> None:
-        """Ask it to quit; kill its group if it does not within a few seconds."""
+    def retire(self) -> None:
+        """Ask it to quit and return at once: it exits while the next pair of servers starts (``reap``)."""
         try:
             self.send("quit")
-            self.process.wait(timeout=10)
-        except (ServerFailed, subprocess.TimeoutExpired):
-            pass  # it is gone or hangs: the group is killed below either way
+        except ServerFailed:
+            pass  # already gone: reap kills the group and collects it either way
+
+    def reap(self, grace_s: float = 10.0) -> None:
+        """Wait up to ``grace_s`` for it to exit, then kill its group: nothing of it is left running."""
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass  # it hangs on its way out: killed below
         kill_group(self.process)
         self.stderr.close()
+
+    def close(self) -> None:
+        """Ask it to quit; kill its group if it does not within a few seconds."""
+        self.retire()
+        self.reap()
+
+
+def reap_all(servers: list[StepServer]) -> None:
+    """Every retired server gone (``StepServer.reap``); the list emptied."""
+    while servers:
+        servers.pop().reap()
 
 
 def start_server(run: PairedRun, tree: Tree, cell: CellConfig) -> StepServer:
@@ -161,9 +184,11 @@ def turn_steps(ready: dict[str, dict], turn_s: float) -> int:
 
 @dataclass
 class Interleaving:
-    """How a cell's turns go: ``turn_s`` seconds a turn, ``look_every`` pairs between looks."""
+    """How a cell's pairs go: ``turns`` pairs of turns of about ``turn_s`` seconds each per pair of servers, and
+    ``look_every`` pairs of servers between looks."""
 
     turn_s: float = TURN_S
+    turns: int = TURNS
     look_every: int = LOOK_EVERY
 
 
@@ -194,61 +219,161 @@ def _metrics(times: list[float], ready: dict) -> dict:
     }
 
 
-def interleave_cell(
-    run: PairedRun, cell: CellConfig, index: int, deadline: float, still_open: Callable[[list[ResultRow]], set[str]],
+def _outcome(times: list[float], ready: dict | None, failed: ServerFailed | None) -> dict:
+    """A side's result for its pair: its turns' steps, or why it failed."""
+    if failed is not None:
+        return {"status": failed.status, "error": str(failed)}
+    return {"status": "ok", "metrics": _metrics(times, ready)}
+
+
+def shares_servers(run: PairedRun, one: CellConfig, other: CellConfig) -> bool:
+    """Whether one pair of servers can measure both cells in turn: the same framework and the same environment."""
+    return one.framework == other.framework and all(
+        server_environment(run, tree, one) == server_environment(run, tree, other) for tree in (run.base, run.new)
+    )
+
+
+def group_cells(run: PairedRun, cells: list[CellConfig]) -> list[list[CellConfig]]:
+    """The cells in groups that can share servers, in plan order."""
+    groups: list[list[CellConfig]] = []
+    for cell in cells:
+        home = next((group for group in groups if shares_servers(run, group[0], cell)), None)
+        if home is None:
+            groups.append([cell])
+        else:
+            home.append(cell)
+    return groups
+
+
+@dataclass
+class ServerPair:
+    """One step server per side, the cell they hold and what each said when it was ready."""
+
+    servers: dict[str, StepServer]
+    ready: dict[str, dict]
+    failures: dict[str, ServerFailed]
+
+    @classmethod
+    def start(cls, run: PairedRun, cell: CellConfig, sides: tuple[str, str]) -> ServerPair:
+        pair = cls({side: start_server(run, run.base if side == "base" else run.new, cell) for side in sides}, {}, {})
+        pair.await_ready(run.timeout_s)
+        return pair
+
+    def await_ready(self, timeout_s: float) -> None:
+        for side, server in self.servers.items():
+            try:
+                self.ready[side] = server.answer(timeout_s)
+            except ServerFailed as failed:
+                self.failures[side] = failed
+
+    def can_switch(self) -> bool:
+        """Both servers up and speaking protocol 2 or later (the ``cell`` command)."""
+        return not self.failures and all(said.get("protocol", 1) >= 2 for said in self.ready.values())
+
+    def switch(self, cell: CellConfig, timeout_s: float) -> None:
+        """Both servers prepare ``cell`` in place of the one they hold."""
+        self.ready = {}
+        for side, server in self.servers.items():
+            try:
+                server.send("cell " + cell.to_json())
+            except ServerFailed as failed:
+                self.failures[side] = failed
+        self.await_ready(timeout_s)
+
+    def retire(self, retiring: list[StepServer]) -> None:
+        for server in self.servers.values():
+            server.retire()
+        retiring += self.servers.values()
+
+
+def take_turns(
+    run: PairedRun, cell: CellConfig, index: int, pair: int, how: Interleaving, servers: ServerPair,
+    retiring: list[StepServer], record: Callable[[CellConfig, str, int, str, dict, dict], None],
+) -> bool:  # fmt: skip
+    """``how.turns`` turns a side, in ABBA order, of ``cell`` on ``servers``; both sides' rows recorded.
+
+    Servers retired before (``retiring``) are gone before the first turn: nothing but these two runs while a turn
+    is timed. Each side's row holds every step of its turns (``turn_steps`` a turn, in order), so the statistics
+    can pair turn with turn. False when a side failed: its row says how, the other's what it had done.
+    """
+    reap_all(retiring)
+    ready, failures = servers.ready, servers.failures
+    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    # A side that failed to start leaves the other one turn, to show that it works.
+    count = turn_steps(ready, how.turn_s) if ready else 1
+    for turn in range(1 if failures else how.turns):
+        for side in order(pair + turn, index):
+            if side in failures:
+                continue
+            try:
+                times[side] += servers.servers[side].step(count, run.timeout_s)
+            except ServerFailed as failed:
+                failures[side] = failed
+                break
+        if failures:
+            break
+    first = order(pair, index)[0]
+    for side in SIDES:
+        extra = {"turn_steps": count, "turns": len(times[side]) // count}
+        record(cell, side, pair, first, _outcome(times[side], ready.get(side), failures.get(side)), extra)
+    return not failures
+
+
+def interleave_group(
+    run: PairedRun, group: list[CellConfig], deadline: float, still_open: Callable[[list[ResultRow]], set[str]],
     how: Interleaving, run_id: str, machine: dict, rows: list[ResultRow],
     on_row: Callable[[ResultRow], None] = lambda row: None,
-) -> str:  # fmt: skip
-    """A cell's pairs of turns, appended to ``run.results`` (and ``rows``) as each turn ends; why it stopped."""
-    servers: dict[str, StepServer] = {}
+) -> list[str]:  # fmt: skip
+    """Rounds of pairs for cells that share servers; rows appended as each cell's pair ends; why each stopped.
+
+    A round starts a fresh server per side and gives every open cell of the group its next pair on them in turn
+    (``cell`` switches them; a tree whose server cannot switch gets fresh servers per cell). Looks come after
+    ``min_pairs`` rounds and every ``look_every`` rounds after that; at a look a cell stops when it is decided,
+    and all stop when the next rounds (each as long as the last) would end after ``deadline``. A cell that fails
+    stops at once, with its rows saying how.
+    """
     started = time.time()
 
-    def record(side: str, pair: int, first: str, result: dict, extra: dict) -> None:
+    def record(cell: CellConfig, side: str, pair: int, first: str, result: dict, extra: dict) -> None:
         row = side_row(run, cell, side, pair, first, run_id, started, result, machine, extra)
         append_row(run.results, row)
         rows.append(row)
         on_row(row)
 
+    stopped: dict[str, str] = {}
+    took, retiring = 0.0, []
     try:
-        servers = {side: start_server(run, run.base if side == "base" else run.new, cell) for side in SIDES}
-        ready, failures = {}, {}
-        for side in SIDES:
-            try:
-                ready[side] = servers[side].answer(run.timeout_s)
-            except ServerFailed as failed:
-                failures[side] = failed
-        if failures:  # one pair that says which side failed (a side that works gets one turn, to show it does)
-            for side in SIDES:
-                if side in failures:
-                    record(side, 0, "base", {"status": failures[side].status, "error": str(failures[side])}, {})
-                    continue
-                try:
-                    times = servers[side].step(turn_steps({side: ready[side]}, how.turn_s), run.timeout_s)
-                except ServerFailed as failed:
-                    record(side, 0, "base", {"status": failed.status, "error": str(failed)}, {})
-                else:
-                    record(side, 0, "base", {"status": "ok", "metrics": _metrics(times, ready[side])}, {})
-            return "failed"
-        count = turn_steps(ready, how.turn_s)
-        extra = {"turn_steps": count}
         for pair in range(run.max_pairs):
             if pair >= run.min_pairs and (pair - run.min_pairs) % how.look_every == 0:
-                if cell.key() not in still_open(rows):
-                    return "decided"
-                if time.monotonic() >= deadline:
-                    return "budget"
-            sides = order(pair, index)
-            for side in sides:
-                try:
-                    times = servers[side].step(count, run.timeout_s)
-                except ServerFailed as failed:
-                    record(side, pair, sides[0], {"status": failed.status, "error": str(failed)}, extra)
-                    return "failed"
-                record(side, pair, sides[0], {"status": "ok", "metrics": _metrics(times, ready[side])}, extra)
-        return "decided" if cell.key() not in still_open(rows) else "max pairs"
+                open_keys = still_open(rows)
+                stopped |= {cell.key(): "decided" for cell in group if cell.key() not in open_keys | set(stopped)}
+                if time.monotonic() + took * min(how.look_every, run.max_pairs - pair) > deadline:
+                    stopped |= {cell.key(): "budget" for cell in group if cell.key() not in stopped}
+            active = [cell for cell in group if cell.key() not in stopped]
+            if not active:
+                break
+            began, servers = time.monotonic(), None
+            try:
+                for cell in active:
+                    index = run.cells.index(cell)
+                    if servers is not None and servers.can_switch():
+                        servers.switch(cell, run.timeout_s)
+                    else:
+                        if servers is not None:
+                            servers.retire(retiring)
+                        servers = ServerPair.start(run, cell, order(pair, index))
+                    if not take_turns(run, cell, index, pair, how, servers, retiring, record):
+                        stopped[cell.key()] = "failed"
+                        servers.retire(retiring)
+                        servers = None
+            finally:
+                if servers is not None:
+                    servers.retire(retiring)
+            took = time.monotonic() - began
+        open_keys = still_open(rows)
+        return [stopped.get(cell.key(), "max pairs" if cell.key() in open_keys else "decided") for cell in group]
     finally:
-        for server in servers.values():
-            server.close()
+        reap_all(retiring)
 
 
 def run_ab(
@@ -263,18 +388,21 @@ def run_ab(
         return run_pairs(run, still_open, on_start, on_row)
     from benchmarks.measure.environment import machine_environment
 
-    steps = [cell for cell in run.cells if interleavable(cell)]
+    groups = group_cells(run, [cell for cell in run.cells if interleavable(cell)])
     rest = [cell for cell in run.cells if not interleavable(cell)]
     began, run_id, rows = time.monotonic(), new_run_id(), []
     machine = {**machine_environment(), "cuda_visible_devices": None}
     reasons = []
     with lock_results(run.results):
-        for number, cell in enumerate(steps):
+        waiting = sum(len(group) for group in groups) + (1 if rest else 0)
+        for group in groups:
             left = run.budget_s - (time.monotonic() - began)
-            share = left / (len(steps) - number + (1 if rest else 0))
-            on_start(cell, "both", 0)
-            reasons.append(interleave_cell(run, cell, run.cells.index(cell), time.monotonic() + share, still_open,
-                                           how, run_id, machine, rows, on_row))  # fmt: skip
+            share = left * len(group) / waiting
+            waiting -= len(group)
+            for cell in group:
+                on_start(cell, "both", 0)
+            reasons += interleave_group(run, group, time.monotonic() + share, still_open, how, run_id, machine, rows,
+                                        on_row)  # fmt: skip
     stopped = next((why for why in ("budget", "max pairs") if why in reasons), "decided")
     if rest:
         left = max(run.budget_s - (time.monotonic() - began), 0.0)

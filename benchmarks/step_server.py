@@ -8,6 +8,9 @@ one a line, on stdin:
 
 - ``step K``: runs K timed steps, each bracketed by the device's synchronisation (``timing.time_steps``, the
   normal worker's clock), and answers ``STEPS {"times": [...]}``;
+- ``cell {json}`` (protocol 2): closes the cell it holds and prepares this one as at the start, answering
+  ``READY``; so one pair of servers can measure every cell of a framework in turn without paying for a process,
+  its imports and its framework's start-up per cell;
 - ``quit`` (or the end of stdin): closes the cell and exits 0.
 
 Between commands it only waits on the pipe, so it never runs while the other side runs. A failure answers
@@ -24,7 +27,7 @@ import sys
 import time
 import traceback
 
-PROTOCOL = 1
+PROTOCOL = 2
 READY, STEPS, FAILED = "READY ", "STEPS ", "FAILED "
 MAX_STEPS_PER_TURN = 10_000
 
@@ -42,7 +45,12 @@ def serve(config_json: str, commands=None) -> int:
 
     commands = sys.stdin if commands is None else commands
     config, cell = None, None
-    try:
+
+    def ready(config_json: str) -> None:
+        nonlocal config, cell
+        if cell is not None and cell.close:
+            cell.close()
+        cell = None
         config = CellConfig.from_dict(json.loads(config_json))
         started = time.perf_counter()
         cell = prepare(config)
@@ -52,17 +60,24 @@ def serve(config_json: str, commands=None) -> int:
         say(READY, {"protocol": PROTOCOL, "build_s": build_s, "first_step_s": first_step_s,
                     "warmup_step_s": warmup, "images_per_step": cell.images_per_step,
                     "environment": cell.environment})  # fmt: skip
+
+    try:
+        ready(config_json)
         for line in commands:
-            words = line.split()
+            words = line.split(maxsplit=1)
             if not words:
                 continue
             if words == ["quit"]:
                 break
+            if words[0] == "cell" and len(words) == 2:
+                ready(words[1])
+                continue
+            words = line.split()
             if len(words) == 2 and words[0] == "step" and words[1].isdigit():
                 count = min(int(words[1]), MAX_STEPS_PER_TURN)
                 say(STEPS, {"times": time_steps(cell.step, cell.sync, count)})
                 continue
-            raise ValueError(f"unknown command {line.strip()!r}: expected 'step K' or 'quit'")
+            raise ValueError(f"unknown command {line.strip()!r}: expected 'step K', 'cell JSON' or 'quit'")
     except BaseException as error:  # the parent must hear what happened, whatever it was
         if isinstance(error, KeyboardInterrupt):
             raise

@@ -13,6 +13,7 @@ from cli.common import console, err_console, fail, note
 from cli.options import Frameworks, Opt, Seed, SplitImpls, Variants, positive_seconds
 
 AB_RESULTS = Path("results/ab.jsonl")
+MIN_PAIRS, MAX_PAIRS = 6, 30  # pairs of step servers; see benchmarks.interleave for why
 HELP = {
     "base_tree": "Checkout of the base build (e.g. `git worktree add ../base main`); its cells run through its own "
     "bench.py run.",
@@ -24,8 +25,9 @@ HELP = {
     "pairing": "auto: both trees' workers loaded side by side, taking turns step by step (when both trees have "
     "the step server, for one-device cells), else whole processes; processes: always whole processes.",
     "turn": "With interleaved steps: seconds of steps in one side's turn (the step count is set from the warm-up).",
-    "min_pairs": "Pairs every cell gets before the first look. Default: 10 interleaved, 3 as processes.",
-    "max_pairs": "Pairs a cell gets at most (the last look). Default: 40 interleaved, 10 as processes.",
+    "turns": "With interleaved steps: turns each side takes in one pair of servers, which is one piece of evidence.",
+    "min_pairs": f"Pairs every cell gets before the first look. Default: {MIN_PAIRS} interleaved, 3 as processes.",
+    "max_pairs": f"Pairs a cell gets at most (the last look). Default: {MAX_PAIRS} interleaved, 10 as processes.",
     "summary": "Also write the comparison as JSON (per cell: pairs, change, interval, detectable, verdict; wall time).",
 }
 
@@ -49,6 +51,7 @@ def ab(
     max_pairs: Opt(int | None, "--max-pairs", min=2, help=HELP["max_pairs"]) = None,
     pairing: Opt(str, "--pairing", help=HELP["pairing"]) = "auto",
     turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = 0.5,
+    turns: Opt(int, "--turns", min=1, help=HELP["turns"]) = 4,
     wait_policy: Opt(str, "--wait-policy", help=HELP["wait_policy"]) = "passive",
     results: Opt(Path, "--results", help="JSON Lines file both sides' rows are appended to.") = AB_RESULTS,
     summary: Opt(Path | None, "--summary", help=HELP["summary"]) = None,
@@ -57,8 +60,8 @@ def ab(
 ) -> None:
     """Base against new, paired: two checkouts' cells side by side in ABBA order, judged pair by pair.
 
-    When both trees have the step server, each cell's two workers are loaded side by side and take turns of
-    steps (a pair: one turn of each); otherwise, saying so, each side's cells run through its own tree's
+    When both trees have the step server, a pair is one fresh worker per tree, loaded side by side, taking turns of
+    steps; otherwise, saying so, each side's cells run through its own tree's
     bench.py run, a pair being one process of each. Exits 1 when a cell is significantly slower by
     more than the threshold (or works in base and fails in new). Pairs are added to undecided cells while --budget
     lasts, under a sequential rule whose false-alarm rate over every look is at most 5%.
@@ -88,8 +91,8 @@ def ab(
         why_not = mode_line(base, new) if pairing == "auto" else None
         steps = pairing == "auto" and why_not is None and any(interleavable(cell) for cell in cells)
         mixed = steps and not all(interleavable(cell) for cell in cells)
-        min_pairs = min_pairs or (10 if steps and not mixed else 3)
-        max_pairs = max_pairs or (40 if steps and not mixed else 10)
+        min_pairs = min_pairs or (MIN_PAIRS if steps and not mixed else 3)
+        max_pairs = max_pairs or (MAX_PAIRS if steps and not mixed else 10)
         every = LOOK_EVERY if steps and not mixed else 1
         rule = SequentialRule(cells=len(cells), min_pairs=min_pairs, max_pairs=max_pairs, every=every)
         check_writable(results)
@@ -101,8 +104,8 @@ def ab(
     run = PairedRun(cells, base, new, results, budget_s, min_pairs, max_pairs, cell_timeout_s, wait_policy)
     if why_not:
         note(why_not)
-    how = Interleaving(turn_s, rule.every) if steps else None
-    paired_how = "interleaved steps (two workers taking turns)" if steps else "whole processes"
+    how = Interleaving(turn_s, turns, rule.every) if steps else None
+    paired_how = f"two step servers taking {turns} turns each" if steps else "whole processes"
     err_console.print(
         f"{len(cells)} cells, base {escape(str(base.path))} against new {escape(str(new.path))}: {min_pairs} to "
         f"{max_pairs} pairs each of {paired_how} within {budget_s:g} s, OpenMP wait policy {wait_policy}",
@@ -115,8 +118,14 @@ def ab(
         else:
             err_console.print(f"pair {pair + 1} {side:>4}: {escape(cell.label())}", highlight=False)
 
+    def on_row(row) -> None:
+        if row.paired.get("mode") == "interleaved-steps" and row.side == "new":  # the second row of a pair
+            cell = row.cell
+            label = f"{cell['framework']} {cell['variant']} {cell['mode']} bs={cell['batch_size']}"
+            err_console.print(f"  pair {row.paired['pair'] + 1}: {escape(label)} ({row.status})", highlight=False)
+
     try:
-        done = run_ab(run, lambda rows: still_open(rows, limit, rule), how, on_start)
+        done = run_ab(run, lambda rows: still_open(rows, limit, rule), how, on_start, on_row)
     except ResultsFileError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:

@@ -2,8 +2,10 @@
 flagged (``tests/test_ab_alone.py``), and of the A/B pairs of the README's noise table.
 
 The copy holds the checkout's files (tracked, and new ones git does not ignore). Its PyTorch adapter wraps the
-step: the first call times one more step and a 128x128 matmul, and every call after it runs as many of those
-matmuls as make about ``extra`` of the step's time (0.10: about 10% more work), on the step's own threads. It is
+step: every call also runs a fixed number of 256x256 matmuls, as many as make ``extra`` of the step's FLOPs
+(the spec's forward FLOPs times the batch, three times that for training; 0.10: 10% more FLOPs), on the step's
+own threads. The count is the same in every process, so the extra work is too; what it costs in time depends on
+how fast this CPU runs small matmuls against convolutions, so measure it rather than assume 10%. It is
 computation, not a sleep: a busy machine slows it as it slows the step.
 
     python -m tests.slower_tree SOURCE TARGET --extra 0.10
@@ -20,28 +22,20 @@ ADAPTER = Path("benchmarks/frameworks/pytorch_cell.py")
 HOOK = "        step=step,\n        sync=sync,\n"
 EXTRA_WORK = '''
 
-def _with_extra_work(step, extra):
-    """Test-only (tests/slower_tree.py): the step, plus matmuls worth about ``extra`` of its time."""
-    import time
-
+def _with_extra_work(step, config, arch, extra):
+    """Test-only (tests/slower_tree.py): the step, plus 256x256 matmuls worth ``extra`` of its FLOPs."""
     import torch
 
-    a, b = torch.randn(128, 128), torch.randn(128, 128)
-    repeats = []
+    from implementations.spec import forward_flops
+
+    passes = 3 if config.mode == "train" else 1  # a backward pass costs about twice the forward
+    step_flops = forward_flops(arch) * config.batch_size * passes
+    count = max(1, round(extra * step_flops / (2 * 256**3)))
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
 
     def slower():
         out = step()
-        if not repeats:  # calibrate once, on a warm-up step
-            started = time.perf_counter()
-            step()
-            step_s = time.perf_counter() - started
-            torch.mm(a, b)
-            started = time.perf_counter()
-            for _ in range(20):
-                torch.mm(a, b)
-            mm_s = (time.perf_counter() - started) / 20
-            repeats.append(max(1, round(extra * step_s / mm_s)))
-        for _ in range(repeats[0]):
+        for _ in range(count):
             torch.mm(a, b)
         return out
 
@@ -67,7 +61,8 @@ def make_slower_tree(source: Path, target: Path, extra: float) -> Path:
     adapter = target / ADAPTER
     text = adapter.read_text(encoding="utf-8")
     assert text.count(HOOK) == 1, f"{ADAPTER} changed: the test patch no longer finds where the step is handed over"
-    text = text.replace(HOOK, HOOK.replace("step=step,", f"step=_with_extra_work(step, {extra!r}),")) + EXTRA_WORK
+    wrapped = HOOK.replace("step=step,", f"step=_with_extra_work(step, config, arch, {extra!r}),")
+    text = text.replace(HOOK, wrapped) + EXTRA_WORK
     adapter.write_text(text, encoding="utf-8")
     return target
 

@@ -1,9 +1,10 @@
 """``bench.py ab`` end to end: a new tree whose PyTorch step does real extra work is flagged on the CPU, with the
 two trees' step servers taking turns (the default when both have one).
 
-This measures timing, which other processes beside it disturb (the point of the paired command), so it runs
-alone: ``pytest -m alone`` (never beside other tests). It takes a few minutes on two shared cores, hence ``slow``
-too; ``tests/test_paired.py`` covers the pairing, the statistics and row identity with synthetic numbers.
+This measures timing, which other processes beside it disturb (the point of the paired command), so it is marked
+``alone``: run it in a plain ``pytest`` session, never beside other tests under a parallel runner (``pytest -m
+alone`` runs it by itself). It takes about a minute on two cores; ``tests/test_paired.py`` and
+``tests/test_interleave.py`` cover the pairing, the statistics and row identity with synthetic numbers.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from benchmarks.results import read_results
 from tests.slower_tree import make_slower_tree
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.alone]
+pytestmark = pytest.mark.alone
 
-# The smallest cell: CIFAR shapes, the split network, inference, batch 2; a step twice the work is what it must see.
+# The smallest cell: CIFAR shapes, the split network, inference, batch 2; twice the FLOPs a step is what it must see.
 CELL = ("-f", "torch", "-v", "cifar100-split", "-m", "infer", "-b", "2", "--steps", "5", "--warmup", "3")
 EXTRA = 1.0
 
@@ -31,7 +32,7 @@ def test_ab_flags_a_step_that_does_real_extra_work(tmp_path):
     slower = make_slower_tree(ROOT, tmp_path / "new", EXTRA)
     results, summary = tmp_path / "ab.jsonl", tmp_path / "ab.json"
     command = [sys.executable, str(slower / "bench.py"), "ab", "--base-tree", str(ROOT), *CELL]
-    command += ["--time-budget", "1", "--min-pairs", "10", "--max-pairs", "30", "--budget", "240"]
+    command += ["--time-budget", "1", "--budget", "120"]
     command += ["--results", str(results), "--summary", str(summary)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     said = f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"

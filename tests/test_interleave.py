@@ -64,6 +64,16 @@ def test_the_step_server_says_failed_on_a_command_it_does_not_know(fake_framewor
     assert failed["status"] == "failed" and "unknown command 'jump 3'" in failed["error"]
 
 
+def test_the_step_server_switches_to_another_cell_on_request(fake_framework, capsys):
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 2, steps=3, warmup=1)
+    commands = ["step 1\n", f"cell {other.to_json()}\n", "step 2\n", "quit\n"]
+    assert step_server.serve(FAKE.to_json(), iter(commands)) == 0
+    lines = said(capsys.readouterr().out)
+    assert [word for word, _ in lines] == ["READY", "STEPS", "READY", "STEPS"]
+    assert [payload["images_per_step"] for word, payload in lines if word == "READY"] == [4, 2]  # the new cell's batch
+    assert lines[2][1]["protocol"] >= 2 and len(lines[3][1]["times"]) == 2
+
+
 def test_a_cell_the_server_cannot_prepare_is_one_failed_line(capsys):
     assert step_server.serve(json.dumps({"framework": "torch"}), iter([])) == 1
     word, failed = said(capsys.readouterr().out)[-1]
@@ -76,13 +86,17 @@ def test_a_cell_the_server_cannot_prepare_is_one_failed_line(capsys):
 class FakeServer:
     """A step server in this process: each side a fixed step time; every turn logged in one shared list."""
 
-    def __init__(self, side: str, log: list[str], step_s: float, fail_at: int | None = None) -> None:
-        self.side, self.log, self.step_s, self.fail_at = side, log, step_s, fail_at
+    def __init__(self, side: str, log: list[str], step_s: float, fail_at: int | None = None, protocol: int = 1) -> None:
+        self.side, self.log, self.step_s, self.fail_at, self.protocol = side, log, step_s, fail_at, protocol
 
     def answer(self, timeout_s):
         if self.fail_at == -1:
             raise ServerFailed("crashed", "step server exited with code 1: ImportError")
-        return {"protocol": 1, "warmup_step_s": [0.1], "first_step_s": 0.2, "images_per_step": 4, "environment": {}}
+        return {"protocol": self.protocol, "warmup_step_s": [0.1], "first_step_s": 0.2, "images_per_step": 4,
+                "environment": {}}  # fmt: skip
+
+    def send(self, command):
+        self.log.append(f"{self.side} {command.split()[0]}")
 
     def step(self, count, timeout_s):
         self.log.append(self.side)
@@ -90,17 +104,22 @@ class FakeServer:
             raise ServerFailed("crashed", "gone")
         return [self.step_s * (1 + 0.001 * (i % 3)) for i in range(count)]
 
-    def close(self):
+    def retire(self):
         self.log.append(f"{self.side} closed")
 
+    def reap(self):
+        self.log.append(f"{self.side} reaped")
 
-def fake_servers(monkeypatch, times: dict[str, float], fail: dict[str, int] | None = None) -> list[str]:
+
+def fake_servers(
+    monkeypatch, times: dict[str, float], fail: dict[str, int] | None = None, protocol: int = 1
+) -> list[str]:
     log: list[str] = []
     fail = fail or {}
 
     def start(run, tree, cell):
         side = "base" if tree is run.base else "new"
-        return FakeServer(side, log, times[side], fail.get(side))
+        return FakeServer(side, log, times[side], fail.get(side), protocol)
 
     monkeypatch.setattr(interleave, "start_server", start)
     return log
@@ -121,26 +140,72 @@ def test_turns_go_in_abba_order_and_a_clear_regression_stops_at_the_first_look(m
     log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.13})
     run = make_run(tmp_path, [FAKE])
     rule, open_ = judged(run, 2)
-    done = run_ab(run, open_, Interleaving(turn_s=0.5, look_every=2))
-    turns = [entry for entry in log if "closed" not in entry]
-    assert turns == ["base", "new", "new", "base"] * 2  # ABBA over the pairs; decided at the first look (4 pairs)
-    assert sorted(log[-2:]) == ["base closed", "new closed"]  # both servers told to quit
+    done = run_ab(run, open_, Interleaving(turn_s=0.5, turns=2, look_every=2))
+    pairs = [[]]  # the turns of each pair of servers; both are closed before the next pair starts
+    for entry in (entry for entry in log if "reaped" not in entry):
+        if "closed" not in entry:
+            pairs[-1].append(entry)
+        elif pairs[-1]:
+            pairs.append([])
+    assert pairs.pop() == [] and len(pairs) == 4  # decided at the first look (4 pairs)
+    assert pairs[:2] == [["base", "new", "new", "base"], ["new", "base", "base", "new"]]
     assert done.stopped == "decided"
     rows = read_results(run.results).rows
     assert len(rows) == 8 and {row.paired["mode"] for row in rows} == {"interleaved-steps"}
     assert {row.paired["turn_steps"] for row in rows} == {5}  # 0.5 s turns at the warm-up's 0.1 s a step
+    assert {row.paired["turns"] for row in rows} == {2} and {len(row.metrics["step_times_s"]) for row in rows} == {10}
     assert [row.paired["order"] for row in rows[:4]] == ["base-first"] * 2 + ["new-first"] * 2
     assert all("memory" not in row.metrics and "ceiling_flops_per_s" not in row.metrics for row in rows)
     result = judge_pairs(rows, 0.05, rule)
     assert result.cells["outcome"][0].outcome is Outcome.REGRESSION and result.modes == ("interleaved-steps",)
+    assert result.cells["pairs"][0] == 4  # the unit is the pair of servers, not the turn
 
 
-def test_the_second_cell_starts_with_the_other_side(monkeypatch, tmp_path):
+def test_every_pair_starts_fresh_servers(monkeypatch, tmp_path):
+    started = []
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    fake_start = interleave.start_server
+
+    def start(run, tree, cell):
+        started.append(tree)
+        return fake_start(run, tree, cell)
+
+    monkeypatch.setattr(interleave, "start_server", start)
+    run = make_run(tmp_path, [FAKE], min_pairs=3, max_pairs=3)
+    run_ab(run, judged(run, 1)[1], Interleaving(turns=3, look_every=1))
+    assert len(started) == 6 and log.count("base closed") == log.count("new closed") == 3
+    assert log.count("base reaped") == log.count("new reaped") == 3  # none left running after the cell
+    second_pair_starts = [i for i, entry in enumerate(log) if entry in ("base", "new")][2 * 3]  # 3 turns a side
+    assert {"base reaped", "new reaped"} <= set(log[:second_pair_starts])  # the first pair gone before it steps
+    assert [tree.path.name for tree in started[:4]] == ["base", "new", "new", "base"]  # who starts first alternates too
+
+
+def test_cells_of_one_framework_share_each_rounds_servers(fake_framework, monkeypatch, tmp_path):
+    started = []
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, protocol=2)
+    fake_start = interleave.start_server
+
+    def start(run, tree, cell):
+        started.append(cell)
+        return fake_start(run, tree, cell)
+
+    monkeypatch.setattr(interleave, "start_server", start)
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
+    run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=2)
+    done = run_ab(run, judged(run, 1)[1], Interleaving(turns=1, look_every=1))
+    assert started == [FAKE] * 4  # one pair of servers a round, started with the first cell, then switched
+    assert log.count("base cell") == log.count("new cell") == 2
+    assert sorted((row.paired["cell_key"], row.side, row.paired["pair"]) for row in done.rows) == sorted(
+        (cell.key(), side, pair) for cell in (FAKE, other) for side in ("base", "new") for pair in (0, 1)
+    )
+
+
+def test_the_second_cell_starts_with_the_other_side(fake_framework, monkeypatch, tmp_path):
     log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
     other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
     run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=2)
-    run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
-    turns = [entry for entry in log if "closed" not in entry]
+    run_ab(run, judged(run, 1)[1], Interleaving(turns=1, look_every=1))
+    turns = [entry for entry in log if "closed" not in entry and "reaped" not in entry]
     assert turns == ["base", "new", "new", "base", "new", "base", "base", "new"]
 
 
@@ -156,13 +221,14 @@ def test_a_side_that_fails_to_start_makes_a_broken_cell_not_a_hang(monkeypatch, 
 
 
 def test_a_side_that_dies_mid_cell_ends_the_cell_with_its_row(monkeypatch, tmp_path):
-    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, fail={"new": 2})
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, fail={"new": 2})  # the new side's third turn fails
     run = make_run(tmp_path, [FAKE])
-    done = run_ab(run, judged(run, 2)[1], Interleaving(look_every=2))
-    assert [row.status for row in done.rows][-1] == "crashed" and len(done.rows) == 6
+    done = run_ab(run, judged(run, 2)[1], Interleaving(turns=4, look_every=2))
+    assert [row.status for row in done.rows] == ["ok", "crashed"]  # the pair it died in, and no pair after it
+    assert done.rows[0].paired["turns"] == 3 and len(done.rows[0].metrics["step_times_s"]) == 15
 
 
-def test_cells_that_cannot_interleave_are_paired_as_processes(monkeypatch, tmp_path):
+def test_cells_that_cannot_interleave_are_paired_as_processes(fake_framework, monkeypatch, tmp_path):
     fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
     two_gpus = CellConfig("numpy-fake", "cifar100-single", "infer", 4, gpus=2, steps=3, warmup=2)
     assert interleavable(FAKE) and not interleavable(two_gpus)

@@ -110,6 +110,36 @@ def test_judge_pairs_uses_the_pair_as_unit_and_names_broken_cells():
     assert result.summary()["cells"][0]["pairs"] in (3, 4)
 
 
+def turns_row(cell: CellConfig, side: str, pair: int, turn_s: list[float], steps: int = 3) -> ResultRow:
+    """An interleaved row as ``benchmarks.interleave`` writes it: ``steps`` steps per turn, turn after turn."""
+    times = [t * (1 + 0.001 * step) for t in turn_s for step in range(steps)]
+    data = ok_row(cell, times, machine())
+    data["cell"] = {**data["cell"], "repeat": pair}
+    info = {"side": side, "pair": pair, "order": "base-first", "cell_key": cell.key(), "tree": "/t",
+            "mode": "interleaved-steps", "turn_steps": steps, "turns": len(turn_s)}  # fmt: skip
+    data.update(key=paired_key(cell.key(), side, pair), paired=info)
+    return ResultRow.from_dict(data)
+
+
+def test_an_offset_between_two_servers_is_one_pairs_evidence_not_one_per_turn():
+    """Two servers can differ by a few percent for as long as they live: ten turns that share that offset are one
+    pair, so offsets that vary from pair to pair are noise, not a change (they were a false regression when each
+    turn counted as a pair)."""
+    offsets = [-0.06, 0.01, -0.05, 0.02, -0.06, 0.0]  # new's throughput change in each pair, the same every turn
+    rows = []
+    for pair, offset in enumerate(offsets):
+        base = [0.1] * 10
+        base[3] = 0.3  # a turn that a spike hit: the median over turns leaves it out
+        rows += [turns_row(CELL, "base", pair, base), turns_row(CELL, "new", pair, [0.1 / (1 + offset)] * 10)]
+    result = judge_pairs(rows, 0.01, SequentialRule(min_pairs=3, max_pairs=6))
+    cell = result.cells.iloc[0]
+    assert cell["pairs"] == len(offsets)
+    assert cell["change"] == pytest.approx(float(np.median(offsets)), abs=0.002)
+    assert cell["outcome"].outcome is Outcome.INCONCLUSIVE  # a spread of 3.5% over 6 pairs cannot resolve 1%
+    each_turn = paired_test(np.log([1 + o for o in offsets for _ in range(10)]), SequentialRule().level)
+    assert each_turn.p_value < SequentialRule().level / 100  # counting turns as pairs: "significant"
+
+
 # --- the sequential loop, with synthetic processes -----------------------------------------------------------------
 
 

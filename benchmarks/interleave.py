@@ -14,10 +14,16 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   pair starts new servers, the pair's ratio is the median over its turns (``reports.paired.pair_log_ratio``),
   and the test runs over pairs of servers: the offset between processes is measured as the noise it is.
 - **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
-  ``turn_s`` (0.5 s by default); ``turns`` (4) a side per pair. More turns make a pair's median steadier but
-  cannot remove the offset between its servers; starting servers is what a pair costs (about 2 s for PyTorch,
-  7-10 s for Keras with TensorFlow, on two cores), so a few turns balance the two (Kalibera and Jones,
-  "Rigorous Benchmarking in Reasonable Time", 2013: repeat most at the level whose variance dominates).
+  ``turn_s`` (0.5 s by default); ``turns`` (2) a side per pair. More turns make a pair's median steadier but
+  cannot remove the offset between its servers, which dominates; and a t test over few pairs at the sequential
+  rule's strict level needs a far larger change than over many (its critical value falls fast with the degrees
+  of freedom). So many short pairs beat fewer long ones (Kalibera and Jones, "Rigorous Benchmarking in
+  Reasonable Time", 2013: repeat most at the level whose variance dominates). Measured on ``run --quick``'s
+  eight cells with 360 s: 4 turns gave the PyTorch cells 6 pairs each, and a detectable change of 10-34%.
+- **Shared servers.** The cells of one framework (and one environment) share each round's pair of servers,
+  which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework (about
+  2 s for PyTorch, 6-8 s for Keras with TensorFlow, on two cores). A base whose server cannot switch gets fresh
+  servers for every cell.
 - **Pairs and looks.** A cell gets ``min_pairs`` pairs, then ``look_every`` more at a time while it is undecided
   (``reports.paired``'s sequential rule, which counts those looks), ``max_pairs`` is not reached and its share of
   the budget lasts (what is left, divided by the cells not yet measured).
@@ -60,7 +66,7 @@ from benchmarks.process import kill_group
 from benchmarks.results import ResultRow, append_row, lock_results, new_run_id, paired_key
 
 TURN_S = 0.5
-TURNS = 4
+TURNS = 2
 LOOK_EVERY = 3
 MODE = "interleaved-steps"
 READY, STEPS, FAILED = "READY ", "STEPS ", "FAILED "  # benchmarks.step_server's words (the base's copy may differ)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from benchmarks.interleave import TURN_S, TURNS
 from cli.common import console, err_console, fail, note
 from cli.options import Frameworks, Opt, Seed, SplitImpls, Variants, positive_seconds
 
@@ -50,8 +51,8 @@ def ab(
     min_pairs: Opt(int | None, "--min-pairs", min=2, help=HELP["min_pairs"]) = None,
     max_pairs: Opt(int | None, "--max-pairs", min=2, help=HELP["max_pairs"]) = None,
     pairing: Opt(str, "--pairing", help=HELP["pairing"]) = "auto",
-    turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = 0.5,
-    turns: Opt(int, "--turns", min=1, help=HELP["turns"]) = 4,
+    turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = TURN_S,
+    turns: Opt(int, "--turns", min=1, help=HELP["turns"]) = TURNS,
     wait_policy: Opt(str, "--wait-policy", help=HELP["wait_policy"]) = "passive",
     results: Opt(Path, "--results", help="JSON Lines file both sides' rows are appended to.") = AB_RESULTS,
     summary: Opt(Path | None, "--summary", help=HELP["summary"]) = None,

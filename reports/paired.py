@@ -76,7 +76,8 @@ class SequentialRule:
     def text(self) -> str:
         every = f", every {self.every}" if self.every > 1 else ""
         return (
-            f"{self.looks} looks ({self.min_pairs} to {self.max_pairs} pairs{every}) x {self.cells} cells, each test "
+            f"{self.looks} look{'s' if self.looks != 1 else ''} ({self.min_pairs} to {self.max_pairs} pairs{every}) x "
+            f"{self.cells} cell{'s' if self.cells != 1 else ''}, each test "
             f"at {self.level:.2g}: at most {self.alpha:.0%} chance that an A/A comparison flags any cell"
         )
 
@@ -197,7 +198,7 @@ def pair_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
         return pd.DataFrame()
     frame = frame_from_rows(list(rows))
     frame["cell_key"] = [row.paired.get("cell_key", row.key) for row in rows]
-    frame["mode"] = [row.paired.get("mode", "processes") for row in rows]
+    frame["pairing"] = [row.paired.get("mode", "processes") for row in rows]
     frame["turn_steps"] = [row.paired.get("turn_steps") for row in rows]
     frame["time"] = [
         _median_time(t, b, r)
@@ -313,7 +314,7 @@ def judge_pairs(rows: Sequence[ResultRow], threshold: float, rule: SequentialRul
                 "outcome": judged,
                 "verdict": judged.text(),
                 "note": "" if complete.all() else f"{int((~complete).sum())} pair(s) with a failed side",
-                "mode": "/".join(sorted(set(group["mode"]))),
+                "pairing": "/".join(sorted(set(group["pairing"]))),
             }
         )
     cells = pd.DataFrame(lines)

@@ -134,6 +134,7 @@ def test_an_offset_between_two_servers_is_one_pairs_evidence_not_one_per_turn():
     result = judge_pairs(rows, 0.01, SequentialRule(min_pairs=3, max_pairs=6))
     cell = result.cells.iloc[0]
     assert cell["pairs"] == len(offsets)
+    assert cell["mode"] == CELL.mode and cell["pairing"] == "interleaved-steps"  # the cell's mode, not the pairing's
     assert cell["change"] == pytest.approx(float(np.median(offsets)), abs=0.002)
     assert cell["outcome"].outcome is Outcome.INCONCLUSIVE  # a spread of 3.5% over 6 pairs cannot resolve 1%
     each_turn = paired_test(np.log([1 + o for o in offsets for _ in range(10)]), SequentialRule().level)

@@ -162,11 +162,6 @@ class StepServer:
         kill_group(self.process)
         self.stderr.close()
 
-    def close(self) -> None:
-        """Ask it to quit; kill its group if it does not within a few seconds."""
-        self.retire()
-        self.reap()
-
 
 def reap_all(servers: list[StepServer]) -> None:
     """Every retired server gone (``StepServer.reap``); the list emptied."""
@@ -292,6 +287,12 @@ class ServerPair:
         retiring += self.servers.values()
 
 
+def retire(servers: ServerPair | None, retiring: list[StepServer]) -> None:
+    """Ask a round's servers, if any, to quit; ``take_turns`` reaps them before the next timed turn."""
+    if servers is not None:
+        servers.retire(retiring)
+
+
 def take_turns(
     run: PairedRun, cell: CellConfig, index: int, pair: int, how: Interleaving, servers: ServerPair,
     retiring: list[StepServer], record: Callable[[CellConfig, str, int, str, dict, dict], None],
@@ -365,16 +366,14 @@ def interleave_group(
                     if servers is not None and servers.can_switch():
                         servers.switch(cell, run.timeout_s)
                     else:
-                        if servers is not None:
-                            servers.retire(retiring)
+                        retire(servers, retiring)
                         servers = ServerPair.start(run, cell, order(pair, index))
                     if not take_turns(run, cell, index, pair, how, servers, retiring, record):
                         stopped[cell.key()] = "failed"
-                        servers.retire(retiring)
+                        retire(servers, retiring)
                         servers = None
             finally:
-                if servers is not None:
-                    servers.retire(retiring)
+                retire(servers, retiring)
             took = time.monotonic() - began
         open_keys = still_open(rows)
         return [stopped.get(cell.key(), "max pairs" if cell.key() in open_keys else "decided") for cell in group]

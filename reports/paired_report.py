@@ -60,10 +60,10 @@ def headline(result: PairedResult) -> str:
     return (
         f"{len(result.cells)} cells compared pair by pair ({parts}).{stopped}{took} "
         f"{_pair_words(result.modes)}; change: the median of the per-pair ratios "
-        f"(new over base); interval: the paired t interval of the mean ratio at the level of one look. Regression: "
-        f"more than {result.threshold:.0%} slower AND significant; detectable: the smallest change the pairs "
-        f"would catch 80% of the time; above {result.threshold:.0%} a cell without a significant change is "
-        f"inconclusive, not unchanged. Sequential rule: {result.rule.text()}."
+        f"(new over base); interval: the paired t interval of the mean ratio at the level of a cell's last "
+        f"look. Regression: more than {result.threshold:.0%} slower AND significant; detectable: the smallest "
+        f"change the pairs would catch 80% of the time; above {result.threshold:.0%} a cell without a "
+        f"significant change is inconclusive, not unchanged. Sequential rule: {result.rule.text()}."
     )
 
 

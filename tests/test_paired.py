@@ -70,31 +70,54 @@ def test_a_known_ratio_is_recovered_and_flagged():
     assert verdict(test, 0.05, SequentialRule(min_pairs=3, max_pairs=10)).outcome is Outcome.REGRESSION
 
 
+def looked_at(ratios: np.ndarray, rule: SequentialRule, threshold: float = 0.05) -> Outcome:
+    """The verdict of one cell whose pairs are ``ratios``, taken look by look as the sequential loop does."""
+    for n in range(rule.min_pairs, rule.max_pairs + 1, rule.every):
+        final = n + rule.every > rule.max_pairs
+        test = paired_test(ratios[:n], rule.final_level)
+        if final or verdict(test, threshold, rule, final=False).outcome is not Outcome.INCONCLUSIVE:
+            return verdict(test, threshold, rule).outcome
+    raise AssertionError("the loop always ends at a final look")
+
+
 def test_a_and_a_gives_no_verdict_in_many_tries():
     rule = SequentialRule(cells=1, min_pairs=3, max_pairs=10)
     rng = np.random.default_rng(2)
-    flagged = 0
-    for _ in range(100):
-        ratios = rng.normal(0, 0.05, 10)
-        for n in range(rule.min_pairs, rule.max_pairs + 1):  # every look, as the sequential rule takes them
-            outcome = verdict(paired_test(ratios[:n], rule.level), 0.05, rule).outcome
-            if outcome in (Outcome.REGRESSION, Outcome.IMPROVED):
-                flagged += 1
-                break
-    assert flagged / 100 <= rule.alpha  # the union bound over looks holds (in fact far below it)
+    outcomes = [looked_at(rng.normal(0, 0.05, 10), rule, threshold=0.0) for _ in range(2000)]
+    flagged = sum(outcome in (Outcome.REGRESSION, Outcome.IMPROVED) for outcome in outcomes)
+    # with no threshold every significant test is a flag: the union bound over the looks holds
+    assert flagged / len(outcomes) <= rule.alpha
+
+
+def test_an_interim_look_stops_a_cell_only_on_a_clear_change_or_no_change():
+    rule = SequentialRule(cells=8, min_pairs=6, max_pairs=30, every=3)
+    noise = np.random.default_rng(3).normal(0, 1, 9)
+    modest = np.log(0.92) + 0.05 * (noise - noise.mean()) / noise.std(ddof=1)  # -8%, t = 5: p about 0.001
+    test = paired_test(modest, rule.final_level)
+    assert rule.interim_level < test.p_value < rule.final_level
+    assert verdict(test, 0.05, rule, final=False).outcome is Outcome.INCONCLUSIVE  # more pairs, not a flag yet
+    assert verdict(test, 0.05, rule).outcome is Outcome.REGRESSION  # at its last look, flagged
+    clear = paired_test(np.log(0.8) + np.random.default_rng(4).normal(0, 0.01, 6), rule.final_level)
+    assert verdict(clear, 0.05, rule, final=False).outcome is Outcome.REGRESSION
+    quiet = paired_test(np.random.default_rng(5).normal(0, 0.002, 6), rule.final_level)
+    assert verdict(quiet, 0.05, rule, final=False).outcome is Outcome.NO_CHANGE
 
 
 def test_a_quiet_a_and_a_says_no_change_and_a_noisy_one_inconclusive():
     rule = SequentialRule(min_pairs=3, max_pairs=10)
-    quiet = verdict(paired_test([0.001, -0.002, 0.0, 0.001, -0.001, 0.002], rule.level), 0.05, rule)
+    quiet = verdict(paired_test([0.001, -0.002, 0.0, 0.001, -0.001, 0.002], rule.final_level), 0.05, rule)
     assert quiet.outcome is Outcome.NO_CHANGE
-    noisy = verdict(paired_test([0.2, -0.2, 0.1, -0.1], rule.level), 0.05, rule)
+    noisy = verdict(paired_test([0.2, -0.2, 0.1, -0.1], rule.final_level), 0.05, rule)
     assert noisy.outcome is Outcome.INCONCLUSIVE and noisy.text().startswith("inconclusive: need")
 
 
 def test_the_rule_spends_alpha_over_cells_and_looks():
     rule = SequentialRule(alpha=0.05, cells=4, min_pairs=3, max_pairs=7)
-    assert rule.looks == 5 and rule.level == pytest.approx(0.05 / 20)
+    assert rule.looks == 5
+    per_cell = rule.interim_level * (rule.looks - 1) + rule.final_level
+    assert per_cell * rule.cells == pytest.approx(rule.alpha)  # the union bound over cells and looks
+    assert rule.final_level == pytest.approx(0.8 * 0.05 / 4)  # most of it at a cell's last look
+    assert SequentialRule(cells=4, min_pairs=5, max_pairs=5).final_level == pytest.approx(0.05 / 4)  # one look
     with pytest.raises(ValueError, match="--max-pairs"):
         SequentialRule(min_pairs=5, max_pairs=3)
 
@@ -137,8 +160,8 @@ def test_an_offset_between_two_servers_is_one_pairs_evidence_not_one_per_turn():
     assert cell["mode"] == CELL.mode and cell["pairing"] == "interleaved-steps"  # the cell's mode, not the pairing's
     assert cell["change"] == pytest.approx(float(np.median(offsets)), abs=0.002)
     assert cell["outcome"].outcome is Outcome.INCONCLUSIVE  # a spread of 3.5% over 6 pairs cannot resolve 1%
-    each_turn = paired_test(np.log([1 + o for o in offsets for _ in range(10)]), SequentialRule().level)
-    assert each_turn.p_value < SequentialRule().level / 100  # counting turns as pairs: "significant"
+    each_turn = paired_test(np.log([1 + o for o in offsets for _ in range(10)]), SequentialRule().final_level)
+    assert each_turn.p_value < SequentialRule().interim_level / 100  # counting turns as pairs: "significant"
 
 
 # --- the sequential loop, with synthetic processes -----------------------------------------------------------------

@@ -20,6 +20,10 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   of freedom). So many short pairs beat fewer long ones (Kalibera and Jones, "Rigorous Benchmarking in
   Reasonable Time", 2013: repeat most at the level whose variance dominates). Measured on ``run --quick``'s
   eight cells with 360 s: 4 turns gave the PyTorch cells 6 pairs each, and a detectable change of 10-34%.
+  Turns are not where a pair's time goes: over 12 pairs of the four PyTorch cells (166 s), about 54 s were
+  timed turns; the rest was starting servers and preparing cells (building the model, whose first touch of
+  fresh memory is slow, the first step and the warm-up). Turns of 0.25 s instead of 0.5 s saved 9% of the
+  wall time and left the pair spread where it was.
 - **Shared servers.** The cells of one framework (and one environment) share each round's pair of servers,
   which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework (about
   2 s for PyTorch, 6-8 s for Keras with TensorFlow, on two cores). A base whose server cannot switch gets fresh

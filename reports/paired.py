@@ -19,7 +19,7 @@ noise the test sees, as it is, instead of a difference it would take for the bui
   stops (the budget, ``max_pairs``, or "no change"). By the union bound the chance that a comparison of a build
   with itself calls any cell a regression or an improvement, at any look, is at most ``alpha`` (5% by default).
   Spending it all evenly over the looks (Bonferroni over looks) made the final test, which decides nearly every
-  cell, about 20 times stricter, and its detectable change about a third larger, for the same pairs. An interim
+  cell, 7 times stricter (eight cells, nine looks) and its detectable change about a third larger. An interim
   look stops a cell as "no change" only when its final verdict would be "no change" there: a stop can never
   choose the moment a test first looks significant. A cell that stops at the budget or at ``max_pairs`` while
   still undecided stays "inconclusive: need about N pairs".

@@ -10,20 +10,24 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   running: two servers of one build differ by a few percent, up to 10-20%, for tens of seconds at a time (with
   threads pinned, with one thread each, with address randomisation off, after rebuilding the model inside the
   same processes: the offset stayed). Neighbouring turns cannot cancel that, and 35 turns of one pair of servers
-  counted as 35 pairs once called a comparison of a build with itself a 5% regression at p = 1.5e-5. So every
-  pair starts new servers, the pair's ratio is the median over its turns (``reports.paired.pair_log_ratio``),
-  and the test runs over pairs of servers: the offset between processes is measured as the noise it is.
+  counted as 35 pairs once called a comparison of a build with itself a 5% regression at p = 1.5e-5. Most of
+  that offset was oneDNN's primitive cache: each process kept the kernels its first calls got, for its whole
+  life. With the cache off (``paired.PRIMITIVE_CACHES``, the default) the spread of PyTorch inference pairs fell
+  from 6-14% to 4-5%, Keras's from 4-8% to about 2%; what is left is still per process. So every pair starts new
+  servers, the pair's ratio is the median over its turns (``reports.paired.pair_log_ratio``), and the test runs
+  over pairs of servers: the offset between processes is measured as the noise it is.
 - **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
-  ``turn_s`` (0.5 s by default); ``turns`` (2) a side per pair. More turns make a pair's median steadier but
-  cannot remove the offset between its servers, which dominates; and a t test over few pairs at the sequential
-  rule's strict level needs a far larger change than over many (its critical value falls fast with the degrees
-  of freedom). So many short pairs beat fewer long ones (Kalibera and Jones, "Rigorous Benchmarking in
-  Reasonable Time", 2013: repeat most at the level whose variance dominates). Measured on ``run --quick``'s
-  eight cells with 360 s: 4 turns gave the PyTorch cells 6 pairs each, and a detectable change of 10-34%.
-  Turns are not where a pair's time goes: over 12 pairs of the four PyTorch cells (166 s), about 54 s were
-  timed turns; the rest was starting servers and preparing cells (building the model, whose first touch of
-  fresh memory is slow, the first step and the warm-up). Turns of 0.25 s instead of 0.5 s saved 9% of the
-  wall time and left the pair spread where it was.
+  ``turn_s`` (0.5 s by default); ``turns`` (2) a side per pair, or more, so that each side times at least
+  ``PAIR_STEPS`` (6) steps: a training step of 0.45 s made a turn of one step, a pair's ratio then rested on two steps
+  a side, and the training cells' pairs spread by 5.5-7.4%; with six turns, 2.2-3.5%. Beyond that, more turns make a
+  pair's median steadier but cannot remove the offset between its servers; and a t test over few pairs at the
+  sequential rule's strict level needs a far larger change than over many (its critical value falls fast with the
+  degrees of freedom). So many short pairs beat fewer long ones (Kalibera and Jones, "Rigorous Benchmarking in
+  Reasonable Time", 2013: repeat most at the level whose variance dominates). Measured on ``run --quick``'s eight
+  cells with 360 s: 4 turns gave the PyTorch cells 6 pairs each, and a detectable change of 10-34%. Turns are not
+  where a pair's time goes: over 12 pairs of the four PyTorch cells (166 s), about 54 s were timed turns; the rest was
+  starting servers and preparing cells (building the model, whose first touch of fresh memory is slow, the first step
+  and the warm-up). Turns of 0.25 s instead of 0.5 s saved 9% of the wall time and left the pair spread where it was.
 - **Shared servers.** The cells of one framework (and one environment) share each round's pair of servers,
   which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework (about
   2 s for PyTorch, 6-8 s for Keras with TensorFlow, on two cores). A base whose server cannot switch gets fresh
@@ -58,10 +62,10 @@ from benchmarks.cell import CellConfig
 from benchmarks.lifeline import die_with_parent
 from benchmarks.paired import (
     SIDES,
-    WAIT_POLICIES,
     PairedRows,
     PairedRun,
     Tree,
+    noise_settings,
     order,
     paired_fields,
     run_pairs,
@@ -71,6 +75,7 @@ from benchmarks.results import ResultRow, append_row, lock_results, new_run_id, 
 
 TURN_S = 0.5
 TURNS = 2
+PAIR_STEPS = 6  # timed steps a side gets in a pair at least: more turns when a turn holds one or two steps
 LOOK_EVERY = 3
 MODE = "interleaved-steps"
 READY, STEPS, FAILED = "READY ", "STEPS ", "FAILED "  # benchmarks.step_server's words (the base's copy may differ)
@@ -90,11 +95,12 @@ def interleavable(cell: CellConfig) -> bool:
 
 
 def server_environment(run: PairedRun, tree: Tree, cell: CellConfig) -> dict[str, str]:
-    """The worker's environment (``runner.worker_environment``) with ``tree`` first on the path, and the wait policy."""
+    """The worker's environment (``runner.worker_environment``) with ``tree`` first on the path, and the noise
+    settings (wait policy, oneDNN's primitive cache)."""
     from benchmarks.runner import worker_environment
 
     env = worker_environment(cell)
-    env.update(WAIT_POLICIES[run.wait_policy])
+    env.update(noise_settings(run.wait_policy, run.primitive_cache))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree.path), run.environ.get("PYTHONPATH")]))
     return env
 
@@ -189,12 +195,18 @@ def turn_steps(ready: dict[str, dict], turn_s: float) -> int:
 
 @dataclass
 class Interleaving:
-    """How a cell's pairs go: ``turns`` pairs of turns of about ``turn_s`` seconds each per pair of servers, and
-    ``look_every`` pairs of servers between looks."""
+    """How a cell's pairs go: ``turns`` pairs of turns of about ``turn_s`` seconds each per pair of servers (more
+    when that would time fewer than ``pair_steps`` steps a side), and ``look_every`` pairs of servers between
+    looks."""
 
     turn_s: float = TURN_S
     turns: int = TURNS
     look_every: int = LOOK_EVERY
+    pair_steps: int = PAIR_STEPS
+
+    def turns_for(self, turn_steps: int) -> int:
+        """Turns a side takes in a pair: ``turns``, or enough turns of ``turn_steps`` to time ``pair_steps``."""
+        return max(self.turns, -(-self.pair_steps // turn_steps))
 
 
 def side_row(
@@ -312,7 +324,7 @@ def take_turns(
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     # A side that failed to start leaves the other one turn, to show that it works.
     count = turn_steps(ready, how.turn_s) if ready else 1
-    for turn in range(1 if failures else how.turns):
+    for turn in range(1 if failures else how.turns_for(count)):
         for side in order(pair + turn, index):
             if side in failures:
                 continue

@@ -21,7 +21,14 @@ test on the pairs sees only their difference.
 - **Noise at the source.** ``WAIT_POLICIES``: by default both sides' processes run with OpenMP threads that
   sleep instead of spinning when idle (``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0``), so a worker does not
   burn the core another tenant (or its own second thread) needs; ``--wait-policy default`` leaves the runtime's
-  own. Every row records which.
+  own. ``PRIMITIVE_CACHES``: by default oneDNN, which runs PyTorch's (and TensorFlow's) CPU convolutions, keeps
+  no primitives between calls (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0``). With its cache, each process times the
+  kernels its first calls happened to get: measured on a shared 2-core VM, two processes of one build running
+  the same PyTorch CIFAR inference step differed by 7-9% (sd of the pairs' log ratios), steadily for as long as
+  they ran, with one thread, pinned to one core and with address randomisation off; two models in one process
+  did not differ (ratios 0.99-1.00), and with oneDNN off, or its cache off, the pairs' spread fell to 2-4%.
+  Building primitives at every call costs the step about 5% on both sides. ``--primitive-cache kept`` measures
+  the cached kernels as ``bench.py run`` does. Every row records both settings.
 
 This is the fallback of ``bench.py ab``: cells both trees can interleave step by step (``benchmarks.interleave``)
 are measured that way, which is finer and cheaper; a tree without the step server, or a multi-device cell, is
@@ -56,6 +63,11 @@ SIDES = ("base", "new")
 WAIT_POLICIES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"},
     "default": {},
+}
+# oneDNN's primitive cache: "fresh" builds every call's primitives anew, so no process keeps a lucky or unlucky set.
+PRIMITIVE_CACHES = {
+    "fresh": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"},
+    "kept": {},
 }
 # Options every cell passes to a tree's ``bench.py run``; a base without one of them cannot run a paired cell.
 NEEDED_FLAGS = (
@@ -154,13 +166,18 @@ def order(pair: int, index: int) -> tuple[str, str]:
     return SIDES if (pair + index) % 2 == 0 else SIDES[::-1]
 
 
-def side_environment(environ: Mapping[str, str], wait_policy: str) -> dict[str, str]:
-    """The environment both sides' processes run with: the caller's, with the wait policy set (or left)."""
+def noise_settings(wait_policy: str, primitive_cache: str) -> dict[str, str]:
+    """The variables both sides' processes get for the wait policy and oneDNN's primitive cache."""
     if wait_policy not in WAIT_POLICIES:
         raise PairedError(f"unknown wait policy {wait_policy!r}; valid: {', '.join(WAIT_POLICIES)}")
-    env = dict(environ)
-    env.update(WAIT_POLICIES[wait_policy])
-    return env
+    if primitive_cache not in PRIMITIVE_CACHES:
+        raise PairedError(f"unknown primitive cache {primitive_cache!r}; valid: {', '.join(PRIMITIVE_CACHES)}")
+    return {**WAIT_POLICIES[wait_policy], **PRIMITIVE_CACHES[primitive_cache]}
+
+
+def side_environment(environ: Mapping[str, str], wait_policy: str, primitive_cache: str = "fresh") -> dict[str, str]:
+    """The environment both sides' processes run with: the caller's, with the noise settings set (or left)."""
+    return {**environ, **noise_settings(wait_policy, primitive_cache)}
 
 
 @dataclass
@@ -176,6 +193,7 @@ class PairedRun:
     max_pairs: int
     timeout_s: float
     wait_policy: str = "passive"
+    primitive_cache: str = "fresh"
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -190,7 +208,7 @@ class PairedRows:
 
 def paired_fields(run: PairedRun, tree: Tree, cell: CellConfig, side: str, pair: int, first: str, mode: str) -> dict:
     """What a paired row says of its pairing: its side and pair, which side went first, the tree, how threads
-    waited, and whether whole processes or interleaved steps were paired."""
+    waited, whether oneDNN kept its primitives, and whether whole processes or interleaved steps were paired."""
     return {
         "side": side,
         "pair": pair,
@@ -199,6 +217,8 @@ def paired_fields(run: PairedRun, tree: Tree, cell: CellConfig, side: str, pair:
         "tree": str(tree.path),
         "wait_policy": run.wait_policy,
         "wait_environment": WAIT_POLICIES[run.wait_policy],
+        "primitive_cache": run.primitive_cache,
+        "primitive_cache_environment": PRIMITIVE_CACHES[run.primitive_cache],
         "mode": mode,
     }
 
@@ -211,7 +231,7 @@ def measure_side(
     results = folder / f"{side}-{pair}-{cell.key()}.jsonl"
     command = [sys.executable, str(tree.path / "bench.py"), "run", *cell_options(cell), "--results", str(results)]
     command.append("--no-report")
-    env = side_environment(run.environ, run.wait_policy)
+    env = side_environment(run.environ, run.wait_policy, run.primitive_cache)
     started = time.time()
     # The tree's parent bounds its own worker by the cell timeout; this bound only catches a parent that hangs.
     ended = run_bounded(command, env, run.timeout_s + HELP_TIMEOUT_S, cwd=tree.path)

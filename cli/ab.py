@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from benchmarks.interleave import TURN_S, TURNS
+from benchmarks.interleave import PAIR_STEPS, TURN_S, TURNS
 from cli.common import console, err_console, fail, note
 from cli.options import Frameworks, Opt, Seed, SplitImpls, Variants, positive_seconds
 
@@ -23,10 +23,14 @@ HELP = {
     "first --min-pairs always run.",
     "wait_policy": "passive: OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0), so they do "
     "not spin against other tenants; default: the runtime's own. Recorded in every row.",
+    "primitive_cache": "fresh: oneDNN builds its CPU kernels anew at every call (ONEDNN_PRIMITIVE_CACHE_CAPACITY=0), "
+    "so no worker keeps a lucky or unlucky set for its whole life (about 5% slower on both sides, far steadier "
+    "pairs); kept: oneDNN's cache, as bench.py run measures. Recorded in every row.",
     "pairing": "auto: both trees' workers loaded side by side, taking turns step by step (when both trees have "
     "the step server, for one-device cells), else whole processes; processes: always whole processes.",
     "turn": "With interleaved steps: seconds of steps in one side's turn (the step count is set from the warm-up).",
-    "turns": "With interleaved steps: turns each side takes in one pair of servers, which is one piece of evidence.",
+    "turns": "With interleaved steps: turns each side takes in one pair of servers, which is one piece of evidence "
+    f"(more when they would time fewer than {PAIR_STEPS} steps a side).",
     "min_pairs": f"Pairs every cell gets before the first look. Default: {MIN_PAIRS} interleaved, 3 as processes.",
     "max_pairs": f"Pairs a cell gets at most (the last look). Default: {MAX_PAIRS} interleaved, 10 as processes.",
     "summary": "Also write the comparison as JSON (per cell: pairs, change, interval, detectable, verdict; wall time).",
@@ -54,6 +58,7 @@ def ab(
     turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = TURN_S,
     turns: Opt(int, "--turns", min=1, help=HELP["turns"]) = TURNS,
     wait_policy: Opt(str, "--wait-policy", help=HELP["wait_policy"]) = "passive",
+    primitive_cache: Opt(str, "--primitive-cache", help=HELP["primitive_cache"]) = "fresh",
     results: Opt(Path, "--results", help="JSON Lines file both sides' rows are appended to.") = AB_RESULTS,
     summary: Opt(Path | None, "--summary", help=HELP["summary"]) = None,
     cell_timeout_s: Opt(float, "--cell-timeout", help="Seconds before a process is killed.") = 900.0,
@@ -86,7 +91,7 @@ def ab(
         cells = plan(options)
         if pairing not in ("auto", "processes"):
             raise PairedError(f"unknown --pairing {pairing!r}; valid: auto, processes")
-        env = side_environment(os.environ, wait_policy)
+        env = side_environment(os.environ, wait_policy, primitive_cache)
         base, new = read_tree(base_tree, env), read_tree(new_tree or this_tree(), env)
         check_trees(base, new, cells)
         why_not = mode_line(base, new) if pairing == "auto" else None
@@ -102,14 +107,17 @@ def ab(
             check_writable(summary)
     except (ValueError, RequestError, SweepError, SpecError, PairedError, ResultsFileError) as error:
         raise fail(str(error)) from None
-    run = PairedRun(cells, base, new, results, budget_s, min_pairs, max_pairs, cell_timeout_s, wait_policy)
+    run = PairedRun(
+        cells, base, new, results, budget_s, min_pairs, max_pairs, cell_timeout_s, wait_policy, primitive_cache
+    )
     if why_not:
         note(why_not)
     how = Interleaving(turn_s, turns, rule.every) if steps else None
-    paired_how = f"two step servers taking {turns} turns each" if steps else "whole processes"
+    paired_how = f"two step servers taking {turns} or more turns each" if steps else "whole processes"
     err_console.print(
         f"{len(cells)} cells, base {escape(str(base.path))} against new {escape(str(new.path))}: {min_pairs} to "
-        f"{max_pairs} pairs each of {paired_how} within {budget_s:g} s, OpenMP wait policy {wait_policy}",
+        f"{max_pairs} pairs each of {paired_how} within {budget_s:g} s, OpenMP wait policy {wait_policy}, "
+        f"oneDNN primitives {primitive_cache}",
         highlight=False,
     )
 

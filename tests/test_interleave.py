@@ -92,7 +92,7 @@ class FakeServer:
     def answer(self, timeout_s):
         if self.fail_at == -1:
             raise ServerFailed("crashed", "step server exited with code 1: ImportError")
-        return {"protocol": self.protocol, "warmup_step_s": [0.1], "first_step_s": 0.2, "images_per_step": 4,
+        return {"protocol": self.protocol, "warmup_step_s": [self.step_s], "first_step_s": 0.2, "images_per_step": 4,
                 "environment": {}}  # fmt: skip
 
     def send(self, command):
@@ -152,8 +152,8 @@ def test_turns_go_in_abba_order_and_a_clear_regression_stops_at_the_first_look(m
     assert done.stopped == "decided"
     rows = read_results(run.results).rows
     assert len(rows) == 8 and {row.paired["mode"] for row in rows} == {"interleaved-steps"}
-    assert {row.paired["turn_steps"] for row in rows} == {5}  # 0.5 s turns at the warm-up's 0.1 s a step
-    assert {row.paired["turns"] for row in rows} == {2} and {len(row.metrics["step_times_s"]) for row in rows} == {10}
+    assert {row.paired["turn_steps"] for row in rows} == {4}  # 0.5 s turns at the slower warm-up's 0.13 s a step
+    assert {row.paired["turns"] for row in rows} == {2} and {len(row.metrics["step_times_s"]) for row in rows} == {8}
     assert [row.paired["order"] for row in rows[:4]] == ["base-first"] * 2 + ["new-first"] * 2
     assert all("memory" not in row.metrics and "ceiling_flops_per_s" not in row.metrics for row in rows)
     result = judge_pairs(rows, 0.05, rule)
@@ -204,7 +204,7 @@ def test_the_second_cell_starts_with_the_other_side(fake_framework, monkeypatch,
     log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
     other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
     run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=2)
-    run_ab(run, judged(run, 1)[1], Interleaving(turns=1, look_every=1))
+    run_ab(run, judged(run, 1)[1], Interleaving(turns=1, look_every=1, pair_steps=1))
     turns = [entry for entry in log if "closed" not in entry and "reaped" not in entry]
     assert turns == ["base", "new", "new", "base", "new", "base", "base", "new"]
 
@@ -240,6 +240,15 @@ def test_cells_that_cannot_interleave_are_paired_as_processes(fake_framework, mo
     done = run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
     assert seen == [[two_gpus]] and {row.paired["cell_key"] for row in done.rows} == {FAKE.key()}
     assert run_ab(run, judged(run, 1)[1], None).rows == [] and seen[-1] == [FAKE, two_gpus]  # how=None: processes
+
+
+def test_a_pair_times_at_least_six_steps_a_side_however_long_a_step(monkeypatch, tmp_path):
+    fake_servers(monkeypatch, {"base": 0.5, "new": 0.5})  # one step fills a 0.5 s turn
+    run = make_run(tmp_path, [FAKE], min_pairs=2, max_pairs=2)
+    done = run_ab(run, judged(run, 1)[1], Interleaving(turn_s=0.5, turns=2, look_every=1))
+    assert {(row.paired["turn_steps"], row.paired["turns"]) for row in done.rows} == {(1, 6)}
+    assert {len(row.metrics["step_times_s"]) for row in done.rows} == {6}
+    assert Interleaving(turns=2).turns_for(4) == 2 and Interleaving(turns=2).turns_for(2) == 3
 
 
 def test_turn_steps_follow_the_slower_sides_warm_up():
@@ -286,6 +295,21 @@ def test_two_real_step_servers_take_turns_and_write_judged_rows(fake_framework, 
     assert {row.side for row in rows} == {"base", "new"} and len({row.key for row in rows}) == len(rows)
     result = judge_pairs(rows, 0.05, rule)
     assert result.cells["pairs"][0] >= 4 and result.summary()["modes"] == ["interleaved-steps"]
+    assert {row.paired["primitive_cache"] for row in rows} == {"fresh"}
+
+
+@pytest.mark.parametrize(("cache", "expected"), [("fresh", "0"), ("kept", None)])
+def test_servers_run_with_onednn_keeping_no_primitives_unless_asked(fake_framework, tmp_path, cache, expected):
+    tree = Tree(tmp_path / "base", ALL_FLAGS, True)
+    run = PairedRun([FAKE], tree, tree, tmp_path / "ab.jsonl", 10.0, 2, 2, 10.0, primitive_cache=cache, environ={})
+    env = interleave.server_environment(run, tree, FAKE)
+    assert env.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY") == expected and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert paired.side_environment({}, "passive", cache).get("ONEDNN_PRIMITIVE_CACHE_CAPACITY") == expected
+
+
+def test_an_unknown_primitive_cache_is_refused_by_name():
+    with pytest.raises(paired.PairedError, match="unknown primitive cache 'off'; valid: fresh, kept"):
+        paired.side_environment({}, "passive", "off")
 
 
 def test_ab_against_a_base_without_the_step_server_says_so_once_and_pairs_processes(tmp_path):

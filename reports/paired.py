@@ -162,19 +162,13 @@ def verdict(test: PairedTest, threshold: float, rule: SequentialRule, final: boo
     """
     if test.pairs < rule.min_pairs or math.isnan(test.p_value):
         return Verdict(Outcome.INCONCLUSIVE, Doubt.TOO_FEW_PAIRS, repeats=rule.min_pairs)
+    beyond = abs(test.change) > threshold
+    if beyond and test.p_value < (rule.final_level if final else rule.interim_level):
+        return Verdict(Outcome.REGRESSION if test.change < 0 else Outcome.IMPROVED)
+    if test.detectable <= threshold and not (beyond and test.p_value < rule.final_level):
+        return Verdict(Outcome.NO_CHANGE)  # what the last look would say too
     if not final:
-        early = test.p_value < rule.interim_level
-        if early and abs(test.change) > threshold:
-            return Verdict(Outcome.REGRESSION if test.change < 0 else Outcome.IMPROVED)
-        last = verdict(test, threshold, rule)
-        return last if last.outcome is Outcome.NO_CHANGE else Verdict(Outcome.INCONCLUSIVE, Doubt.NEEDS_PAIRS)
-    significant = test.p_value < rule.final_level
-    if significant and test.change < -threshold:
-        return Verdict(Outcome.REGRESSION)
-    if significant and test.change > threshold:
-        return Verdict(Outcome.IMPROVED)
-    if test.detectable <= threshold:
-        return Verdict(Outcome.NO_CHANGE)
+        return Verdict(Outcome.INCONCLUSIVE, Doubt.NEEDS_PAIRS)
     needed = pairs_needed(test.spread, threshold, rule.final_level)
     if needed is None or needed >= MAX_REPEATS:
         return Verdict(Outcome.INCONCLUSIVE, Doubt.TOO_NOISY, repeats=MAX_REPEATS)

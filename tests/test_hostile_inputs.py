@@ -90,6 +90,10 @@ CASES = {
     "report a 300-character name": (["report", LONG, "--out", "{tmp}/out"], "(300 characters): File name too long"),
     "check-model a 300-character name": (["check-model", f"{LONG}.py:build"], "File name too long"),
     "check-model a directory": (["check-model", "{tmp}/empty_dir:build"], "empty_dir is a directory; name the Python"),
+    "ab with an unknown primitive cache": (
+        ["ab", "--base-tree", ".", "--primitive-cache", "off", "--results", "{tmp}/ab.jsonl"],
+        "unknown primitive cache 'off'; valid: fresh, kept",
+    ),
     # garbage given as results: refused, nothing appended
     "run on binary results": ([*RUN, "--results", "{tmp}/garbage.bin"], "not a results file"),
     "run on text results": ([*RUN, "--results", "{tmp}/text.txt"], "not a results file"),

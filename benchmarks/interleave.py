@@ -6,16 +6,16 @@ benchmarks.step_server``, run from that tree with that tree's code on its path),
 warmed up, then given ``turns`` turns each: ``step K`` to one while the other waits on its pipe, then the same to
 the other, in ABBA order (``paired.order``), a second or so apart, so a slow spell of the machine falls on both.
 
-- **Why a pair is a pair of servers, not a pair of turns.** Measured on a shared 2-core VM with nothing else
-  running: two servers of one build differ by a few percent, up to 10-20%, for tens of seconds at a time (with
-  threads pinned, with one thread each, with address randomisation off, after rebuilding the model inside the
-  same processes: the offset stayed). Neighbouring turns cannot cancel that, and 35 turns of one pair of servers
-  counted as 35 pairs once called a comparison of a build with itself a 5% regression at p = 1.5e-5. Most of
-  that offset was oneDNN's primitive cache: each process kept the kernels its first calls got, for its whole
-  life. With the cache off (``paired.PRIMITIVE_CACHES``, the default) the spread of PyTorch inference pairs fell
-  from 6-14% to 4-5%, Keras's from 4-8% to about 2%; what is left is still per process. So every pair starts new
-  servers, the pair's ratio is the median over its turns (``reports.paired.pair_log_ratio``), and the test runs
-  over pairs of servers: the offset between processes is measured as the noise it is.
+- **Why a pair is a pair of servers, not a pair of turns.** Measured on a shared 2-core VM with nothing else running:
+  two servers of one build differ by a few percent, up to 10-20%, for tens of seconds at a time (with threads pinned,
+  with one thread each, with address randomisation off, after rebuilding the model inside the same processes: the
+  offset stayed). Neighbouring turns cannot cancel that, and 35 turns of one pair of servers counted as 35 pairs once
+  called a comparison of a build with itself a 5% regression at p = 1.5e-5. Most of that offset was oneDNN's primitive
+  cache: each process kept the kernels its first calls got, for its whole life. With the cache off
+  (``paired.PRIMITIVE_CACHES``, the default) the spread of PyTorch inference pairs fell from 6-14% to 4-5% (Keras's is
+  about 2% with it off); what is left is still per process. So every pair starts new servers, the pair's ratio is the
+  median over its turns (``reports.paired.pair_log_ratio``), and the test runs over pairs of servers: the offset
+  between processes is measured as the noise it is.
 - **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
   ``turn_s`` (0.5 s by default); ``turns`` (2) a side per pair, or more, so that each side times at least
   ``PAIR_STEPS`` (6) steps: a training step of 0.45 s made a turn of one step, a pair's ratio then rested on two steps

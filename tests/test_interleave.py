@@ -296,7 +296,10 @@ def test_two_real_step_servers_take_turns_and_write_judged_rows(fake_framework, 
 
 
 @pytest.mark.parametrize(("cache", "expected"), [("fresh", "0"), ("kept", None)])
-def test_servers_run_with_onednn_keeping_no_primitives_unless_asked(fake_framework, tmp_path, cache, expected):
+def test_servers_run_with_onednn_keeping_no_primitives_unless_asked(
+    fake_framework, monkeypatch, tmp_path, cache, expected
+):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)  # the worker's environment starts from ours
     tree = Tree(tmp_path / "base", ALL_FLAGS, True)
     run = PairedRun([FAKE], tree, tree, tmp_path / "ab.jsonl", 10.0, 2, 2, 10.0, primitive_cache=cache, environ={})
     env = interleave.server_environment(run, tree, FAKE)

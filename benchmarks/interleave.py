@@ -13,28 +13,31 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   called a comparison of a build with itself a 5% regression at p = 1.5e-5. Most of that offset was oneDNN's primitive
   cache: each process kept the kernels its first calls got, for its whole life. With the cache off
   (``paired.PRIMITIVE_CACHES``, the default) the spread of PyTorch inference pairs fell from 6-14% to 4-5% (Keras's is
-  about 2% with it off); what is left is still per process. So every pair starts new servers, the pair's ratio is the
-  median over its turns (``reports.paired.pair_log_ratio``), and the test runs over pairs of servers: the offset
-  between processes is measured as the noise it is.
+  about 2% with it off); what is left is still per process. So every pair starts new servers, the pair's ratio
+  compares the two sides' paces over all its turns (``reports.paired.fastest_half_mean``), and the test runs over
+  pairs of servers: the offset between processes is measured as the noise it is.
 - **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
-  ``turn_s`` (0.5 s by default); ``turns`` (2) a side per pair, or more, so that each side times at least
-  ``PAIR_STEPS`` (6) steps: a training step of 0.45 s made a turn of one step, a pair's ratio then rested on two steps
-  a side, and the training cells' pairs spread by 5.5-7.4%; with six turns, 2.2-3.5%. Beyond that, more turns make a
-  pair's median steadier but cannot remove the offset between its servers; and a t test over few pairs at the
-  sequential rule's strict level needs a far larger change than over many (its critical value falls fast with the
-  degrees of freedom). So many short pairs beat fewer long ones (Kalibera and Jones, "Rigorous Benchmarking in
-  Reasonable Time", 2013: repeat most at the level whose variance dominates). Measured on ``run --quick``'s eight
-  cells with 360 s: 4 turns gave the PyTorch cells 6 pairs each, and a detectable change of 10-34%. Turns are not
-  where a pair's time goes: over 12 pairs of the four PyTorch cells (166 s), about 54 s were timed turns; the rest was
-  starting servers and preparing cells (building the model, whose first touch of fresh memory is slow, the first step
-  and the warm-up). Turns of 0.25 s instead of 0.5 s saved 9% of the wall time and left the pair spread where it was.
+  ``turn_s`` (0.25 s by default); ``turns`` (4) a side per pair, or more, so that each side times at least
+  ``PAIR_STEPS`` (6) steps (a training turn holds one step). With the cache off, most of a pair's spread is what
+  happens from turn to turn, not between its servers: taking the first 1, 2, 3, 4 or 6 of the training pairs' turns
+  (ten comparisons, eight cells), their spread fell from 8.4% to 5.5, 4.3, 3.7 and 3.3% (Keras) and from 6.9% to
+  6.4, 4.6, 3.8 and 3.4% (PyTorch), which leaves about 2% between PyTorch's servers and next to nothing between
+  Keras's. Bursts of another tenant last a second or so and slow a turn by 10-50%. So turns are short and many:
+  four turns of 0.25 s cost what two of 0.5 s did, and in A/A runs of the four inference cells (12 pairs each,
+  one run of each setting, one after another) left a pair spread of 2.9% (RMS over cells) against 5.2% with two turns of 0.5 s and 4.5% with
+  four of 0.5 s (which took 37% longer). A pair still costs a start-up and a warm-up, and a t test over few pairs at
+  the sequential rule's strict level needs a far larger change than over many, so pairs are not made longer than
+  that (Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", 2013: repeat most at the level whose
+  variance dominates). Over 12 pairs of the four PyTorch cells (166 s), about 54 s were timed turns; the rest was
+  starting servers and preparing cells (building the model, the first step and the warm-up).
 - **Shared servers.** The cells of one framework (and one environment) share each round's pair of servers,
   which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework (about
   2 s for PyTorch, 6-8 s for Keras with TensorFlow, on two cores). A base whose server cannot switch gets fresh
   servers for every cell.
-- **Pairs and looks.** A cell gets ``min_pairs`` pairs, then ``look_every`` more at a time while it is undecided
-  (``reports.paired``'s sequential rule, which counts those looks), ``max_pairs`` is not reached and its share of
-  the budget lasts (what is left, divided by the cells not yet measured).
+- **Pairs and looks.** A cell gets ``min_pairs`` pairs, then more while it is undecided (a look, in
+  ``reports.paired``'s sequential rule, every ``look_every`` pairs), ``max_pairs`` is not reached and the next round
+  fits in the budget (asked before every round). The frameworks' groups take rounds in turn under one deadline, so
+  what a decided cell leaves goes to every cell still open, whichever its framework.
 - **Nothing else runs while a turn is timed.** A pair's servers are told to quit as it ends and exit while the
   next pair starts (startup is not timed); they are gone, or killed, before that pair's first turn.
 - **Rows.** One row per side and pair (``paired``: side, pair, order, ``mode: "interleaved-steps"``,
@@ -55,7 +58,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.cell import CellConfig
@@ -73,8 +77,8 @@ from benchmarks.paired import (
 from benchmarks.process import kill_group
 from benchmarks.results import ResultRow, append_row, lock_results, new_run_id, paired_key
 
-TURN_S = 0.5
-TURNS = 2
+TURN_S = 0.25
+TURNS = 4
 PAIR_STEPS = 6  # timed steps a side gets in a pair at least: more turns when a turn holds one or two steps
 LOOK_EVERY = 3
 MODE = "interleaved-steps"
@@ -342,18 +346,80 @@ def take_turns(
     return not failures
 
 
-def interleave_group(
-    run: PairedRun, group: list[CellConfig], deadline: float, still_open: Callable[[list[ResultRow]], set[str]],
-    how: Interleaving, run_id: str, machine: dict, rows: list[ResultRow],
-    on_row: Callable[[ResultRow], None] = lambda row: None,
-) -> list[str]:  # fmt: skip
-    """Rounds of pairs for cells that share servers; rows appended as each cell's pair ends; why each stopped.
+@dataclass
+class Rounds:
+    """One group's rounds of pairs (cells that share servers): the next pair, the cells stopped and why, and how
+    long its last round took, which says whether the next one fits in the budget."""
 
-    A round starts a fresh server per side and gives every open cell of the group its next pair on them in turn
-    (``cell`` switches them; a tree whose server cannot switch gets fresh servers per cell). Looks come after
-    ``min_pairs`` rounds and every ``look_every`` rounds after that; at a look a cell stops when it is decided,
-    and all stop when the next rounds (each as long as the last) would end after ``deadline``. A cell that fails
-    stops at once, with its rows saying how.
+    group: list[CellConfig]
+    pair: int = 0
+    took: float = 0.0
+    stopped: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, why: str, keep: AbstractSet[str] = frozenset()) -> None:
+        """Every cell not stopped yet and not in ``keep`` stops, ``why`` saying why."""
+        self.stopped |= {
+            cell.key(): why for cell in self.group if cell.key() not in self.stopped and cell.key() not in keep
+        }
+
+    def next_cells(
+        self, run: PairedRun, how: Interleaving, still_open: Callable[[list[ResultRow]], set[str]],
+        rows: list[ResultRow], deadline: float,
+    ) -> list[CellConfig]:  # fmt: skip
+        """The cells that take the next round, or none when every cell has stopped.
+
+        Looks come after ``min_pairs`` rounds and every ``look_every`` rounds after that; at a look a cell stops when
+        it is decided, and at ``max_pairs`` every cell stops. Past ``min_pairs``, every round is also asked whether
+        it fits: all stop when it, as long as this group's last, would end after ``deadline``. Checking at looks
+        alone left up to three rounds of the budget unspent.
+        """
+        if self.pair >= run.max_pairs:
+            open_keys = still_open(rows)
+            self.stop("decided", keep=open_keys)
+            self.stop("max pairs")
+        elif self.pair >= run.min_pairs:
+            if (self.pair - run.min_pairs) % how.look_every == 0:
+                self.stop("decided", keep=still_open(rows))
+            if time.monotonic() + self.took > deadline:
+                self.stop("budget")
+        return [cell for cell in self.group if cell.key() not in self.stopped]
+
+    def play(
+        self, run: PairedRun, cells: list[CellConfig], how: Interleaving, retiring: list[StepServer],
+        record: Callable[[CellConfig, str, int, str, dict, dict], None],
+    ) -> None:  # fmt: skip
+        """One round: a fresh server per side, and the next pair of every cell in ``cells`` on them in turn
+        (``cell`` switches them; a tree whose server cannot switch gets fresh servers per cell). A cell that fails
+        stops at once, with its rows saying how."""
+        began, servers, pair = time.monotonic(), None, self.pair
+        try:
+            for cell in cells:
+                index = run.cells.index(cell)
+                if servers is not None and servers.can_switch():
+                    servers.switch(cell, run.timeout_s)
+                else:
+                    retire(servers, retiring)
+                    servers = ServerPair.start(run, cell, order(pair, index))
+                if not take_turns(run, cell, index, pair, how, servers, retiring, record):
+                    self.stopped[cell.key()] = "failed"
+                    retire(servers, retiring)
+                    servers = None
+        finally:
+            retire(servers, retiring)
+        self.took, self.pair = time.monotonic() - began, pair + 1
+
+
+def interleave_groups(
+    run: PairedRun, groups: list[list[CellConfig]], deadline: float,
+    still_open: Callable[[list[ResultRow]], set[str]], how: Interleaving, run_id: str, machine: dict,
+    rows: list[ResultRow], on_row: Callable[[ResultRow], None] = lambda row: None,
+) -> list[str]:  # fmt: skip
+    """Rounds of pairs for every group of cells that share servers, the groups taking rounds in turn until
+    ``deadline``; rows appended as each cell's pair ends; why each group's cells stopped, group after group.
+
+    One deadline for all groups, not a share each: time that a decided cell or a quicker framework leaves goes to
+    the cells still undecided, whichever framework they belong to, and a slow spell of the machine falls on every
+    group's rounds alike instead of on one framework's share.
     """
     started = time.time()
 
@@ -363,36 +429,18 @@ def interleave_group(
         rows.append(row)
         on_row(row)
 
-    stopped: dict[str, str] = {}
-    took, retiring = 0.0, []
+    schedules = [Rounds(group) for group in groups]
+    retiring: list[StepServer] = []
     try:
-        for pair in range(run.max_pairs):
-            if pair >= run.min_pairs and (pair - run.min_pairs) % how.look_every == 0:
-                open_keys = still_open(rows)
-                stopped |= {cell.key(): "decided" for cell in group if cell.key() not in open_keys | set(stopped)}
-                if time.monotonic() + took * min(how.look_every, run.max_pairs - pair) > deadline:
-                    stopped |= {cell.key(): "budget" for cell in group if cell.key() not in stopped}
-            active = [cell for cell in group if cell.key() not in stopped]
-            if not active:
-                break
-            began, servers = time.monotonic(), None
-            try:
-                for cell in active:
-                    index = run.cells.index(cell)
-                    if servers is not None and servers.can_switch():
-                        servers.switch(cell, run.timeout_s)
-                    else:
-                        retire(servers, retiring)
-                        servers = ServerPair.start(run, cell, order(pair, index))
-                    if not take_turns(run, cell, index, pair, how, servers, retiring, record):
-                        stopped[cell.key()] = "failed"
-                        retire(servers, retiring)
-                        servers = None
-            finally:
-                retire(servers, retiring)
-            took = time.monotonic() - began
-        open_keys = still_open(rows)
-        return [stopped.get(cell.key(), "max pairs" if cell.key() in open_keys else "decided") for cell in group]
+        playing = True
+        while playing:
+            playing = False
+            for rounds in schedules:
+                cells = rounds.next_cells(run, how, still_open, rows, deadline)
+                if cells:
+                    rounds.play(run, cells, how, retiring, record)
+                    playing = True
+        return [rounds.stopped[cell.key()] for rounds in schedules for cell in rounds.group]
     finally:
         reap_all(retiring)
 
@@ -404,7 +452,10 @@ def run_ab(
     on_start: Callable[[CellConfig, str, int], None] = lambda cell, side, pair: None,
     on_row: Callable[[ResultRow], None] = lambda row: None,
 ) -> PairedRows:
-    """Interleave what can be interleaved (``how`` given), then pair the rest as whole processes (``run_pairs``)."""
+    """Interleave what can be interleaved (``how`` given), then pair the rest as whole processes (``run_pairs``).
+
+    The interleaved cells get the budget's share of their number of cells; the cells paired as processes count as
+    one more, and get what is left."""
     if how is None:
         return run_pairs(run, still_open, on_start, on_row)
     from benchmarks.measure.environment import machine_environment
@@ -415,15 +466,12 @@ def run_ab(
     machine = {**machine_environment(), "cuda_visible_devices": None}
     reasons = []
     with lock_results(run.results):
-        waiting = sum(len(group) for group in groups) + (1 if rest else 0)
-        for group in groups:
-            left = run.budget_s - (time.monotonic() - began)
-            share = left * len(group) / waiting
-            waiting -= len(group)
-            for cell in group:
+        interleaved = sum(len(group) for group in groups)
+        if interleaved:
+            share = run.budget_s * interleaved / (interleaved + (1 if rest else 0))
+            for cell in (cell for group in groups for cell in group):
                 on_start(cell, "both", 0)
-            reasons += interleave_group(run, group, time.monotonic() + share, still_open, how, run_id, machine, rows,
-                                        on_row)  # fmt: skip
+            reasons = interleave_groups(run, groups, began + share, still_open, how, run_id, machine, rows, on_row)
     stopped = next((why for why in ("budget", "max pairs") if why in reasons), "decided")
     if rest:
         left = max(run.budget_s - (time.monotonic() - began), 0.0)

@@ -222,7 +222,7 @@ def test_a_side_that_fails_to_start_makes_a_broken_cell_not_a_hang(monkeypatch, 
 def test_a_side_that_dies_mid_cell_ends_the_cell_with_its_row(monkeypatch, tmp_path):
     fake_servers(monkeypatch, {"base": 0.1, "new": 0.1}, fail={"new": 2})  # the new side's third turn fails
     run = make_run(tmp_path, [FAKE])
-    done = run_ab(run, judged(run, 2)[1], Interleaving(turns=4, look_every=2))
+    done = run_ab(run, judged(run, 2)[1], Interleaving(turn_s=0.5, turns=4, look_every=2))
     assert [row.status for row in done.rows] == ["ok", "crashed"]  # the pair it died in, and no pair after it
     assert done.rows[0].paired["turns"] == 3 and len(done.rows[0].metrics["step_times_s"]) == 15
 
@@ -248,6 +248,66 @@ def test_a_pair_times_at_least_six_steps_a_side_however_long_a_step(monkeypatch,
     assert {(row.paired["turn_steps"], row.paired["turns"]) for row in done.rows} == {(1, 6)}
     assert {len(row.metrics["step_times_s"]) for row in done.rows} == {6}
     assert Interleaving(turns=2).turns_for(4) == 2 and Interleaving(turns=2).turns_for(2) == 3
+
+
+class Clock:
+    """``interleave``'s clock in these tests: every turn a side takes moves it on by one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def ticking(monkeypatch) -> Clock:
+    clock, step = Clock(), FakeServer.step
+    monkeypatch.setattr(interleave, "time", clock)
+
+    def timed_step(self, count, timeout_s):
+        clock.now += 1.0
+        return step(self, count, timeout_s)
+
+    monkeypatch.setattr(FakeServer, "step", timed_step)
+    return clock
+
+
+def pairs_of(rows) -> dict[str, int]:
+    return {
+        key: sum(row.paired["cell_key"] == key for row in rows) // 2 for key in {row.paired["cell_key"] for row in rows}
+    }
+
+
+def test_the_budget_is_asked_before_every_round_not_only_at_looks(monkeypatch, tmp_path):
+    ticking(monkeypatch)
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    run = make_run(tmp_path, [FAKE], min_pairs=2, max_pairs=30, budget_s=18.0)
+    never_decided = lambda rows: {FAKE.key()}  # noqa: E731
+    done = run_ab(run, never_decided, Interleaving(turn_s=0.5, turns=2, look_every=3))
+    # A round is 4 turns, 4 s: pairs 1-2 always run (8 s), 3 and 4 fit (16 s), a fifth would end at 20 s. Asked only
+    # at the looks (pairs 2, 5, ...), three rounds more (20 s) would not have fitted, and it stopped at 2.
+    assert done.stopped == "budget" and pairs_of(done.rows) == {FAKE.key(): 4}
+
+
+def test_groups_take_rounds_in_turn_and_a_decided_group_leaves_its_time_to_the_other(
+    fake_framework, monkeypatch, tmp_path
+):
+    ticking(monkeypatch)
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
+    monkeypatch.setattr(interleave, "group_cells", lambda run, cells: [[cell] for cell in cells])
+    run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=30, budget_s=40.0)
+    only_other_open = lambda rows: {other.key()}  # noqa: E731
+    done = run_ab(run, only_other_open, Interleaving(turn_s=0.5, turns=2, look_every=1, pair_steps=1))
+    keys = [row.paired["cell_key"] for row in done.rows[::2]]
+    assert keys[:4] == [FAKE.key(), other.key(), FAKE.key(), other.key()]  # round about
+    # FAKE stops at its first look (16 s in); other has the 24 s left to itself: 6 more rounds of 4 s, 8 pairs in
+    # all, where a half share each (20 s) would have given it 5.
+    assert pairs_of(done.rows) == {FAKE.key(): 2, other.key(): 8} and done.stopped == "budget"
+    assert log.count("base closed") == log.count("new closed") == 10
 
 
 def test_turn_steps_follow_the_slower_sides_warm_up():

@@ -13,19 +13,23 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   called a comparison of a build with itself a 5% regression at p = 1.5e-5. Most of that offset was oneDNN's primitive
   cache: each process kept the kernels its first calls got, for its whole life. With the cache off
   (``paired.PRIMITIVE_CACHES``, the default) the spread of PyTorch inference pairs fell from 6-14% to 4-5% (Keras's is
-  about 2% with it off); what is left is still per process. So every pair starts new servers, the pair's ratio
-  compares the two sides' paces over all its turns (``reports.paired.fastest_half_mean``), and the test runs over
-  pairs of servers: the offset between processes is measured as the noise it is.
+  about 2% with it off); what is left is still per process. So every pair starts new servers, the pair's ratio is
+  the median over its turns (``reports.paired.pair_log_ratio``), and the test runs over pairs of servers: the
+  offset between processes is measured as the noise it is.
 - **Turns.** ``K`` steps a turn, the same for both sides, chosen from the warm-up so that a turn takes about
   ``turn_s`` (0.25 s by default); ``turns`` (4) a side per pair, or more, so that each side times at least
   ``PAIR_STEPS`` (6) steps (a training turn holds one step). With the cache off, most of a pair's spread is what
   happens from turn to turn, not between its servers: taking the first 1, 2, 3, 4 or 6 of the training pairs' turns
   (ten comparisons, eight cells), their spread fell from 8.4% to 5.5, 4.3, 3.7 and 3.3% (Keras) and from 6.9% to
   6.4, 4.6, 3.8 and 3.4% (PyTorch), which leaves about 2% between PyTorch's servers and next to nothing between
-  Keras's. Bursts of another tenant last a second or so and slow a turn by 10-50%. So turns are short and many:
-  four turns of 0.25 s cost what two of 0.5 s did, and in A/A runs of the four inference cells (12 pairs each,
-  one run of each setting, one after another) left a pair spread of 2.9% (RMS over cells) against 5.2% with two turns of 0.5 s and 4.5% with
-  four of 0.5 s (which took 37% longer). A pair still costs a start-up and a warm-up, and a t test over few pairs at
+  Keras's. Bursts of another tenant last a second or so and slow a turn by 10-50%, and the median of two turns is
+  their mean: one bad turn moved its pair by half. So turns are short and at least four: four turns of 0.25 s cost
+  what two of 0.5 s did, and the median leaves a bad turn out. In A/A runs of the four inference cells (12 pairs
+  each, one run of each setting, one after another, through a noisy hour) the pairs spread by 5.2% (RMS over cells)
+  with four turns of 0.25 s, 6.5% with two of 0.5 s, 5.4% with four of 0.5 s (which took 37% longer). Over the
+  ten comparisons of the README's table, the median over four or more turns left pairs less spread than the mean
+  of each side's fastest half of steps (3.2% against 4.1% for inference, 3.6% against 4.0% for training); with two
+  turns it had been the other way round. A pair still costs a start-up and a warm-up, and a t test over few pairs at
   the sequential rule's strict level needs a far larger change than over many, so pairs are not made longer than
   that (Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", 2013: repeat most at the level whose
   variance dominates). Over 12 pairs of the four PyTorch cells (166 s), about 54 s were timed turns; the rest was

@@ -1,9 +1,9 @@
 """The statistics of ``bench.py ab``: base and new measured in alternation, judged pair by pair.
 
-The unit of evidence is the pair: one process of each side, as whole processes (``benchmarks.paired``) run back
-to back, or two step servers loaded side by side taking turns (``benchmarks.interleave``). The pair's log ratio,
-log(new images/s / base images/s), compares the two sides' paces: each the mean of its fastest half of steps
-(``fastest_half_mean``), since interference only ever adds time. What the machine did at that moment moves
+The unit of evidence is the pair: one process of each side. As whole processes (``benchmarks.paired``) they run
+back to back and the pair's log ratio, log(new images/s / base images/s), comes from each process's median step
+time. Interleaved (``benchmarks.interleave``) they are two step servers loaded side by side taking turns, and the
+pair's log ratio is the median over its turns of each turn pair's ratio. What the machine did at that moment moves
 both sides alike, and a fresh pair of processes each time makes the offset between two processes part of the
 noise the test sees, as it is, instead of a difference it would take for the builds'.
 
@@ -182,37 +182,48 @@ def _median_time(times: object, batch: float, images_per_s: float) -> float:
     return batch / images_per_s if images_per_s and not math.isnan(images_per_s) else math.nan
 
 
-def fastest_half_mean(times: object, fallback: float) -> float:
-    """A side's pace in a pair: the mean of the fastest half (at least one) of its step times; ``fallback`` (its
-    median step time) for a row without them.
+def turn_medians(times: object, turn_steps: object) -> np.ndarray | None:
+    """Each turn's median step time, from a row's steps in turn order; None for a row without turns."""
+    try:
+        steps = int(turn_steps)
+    except (TypeError, ValueError):  # None, or NaN where a frame mixes rows with and without turns
+        return None
+    if not isinstance(times, list) or steps < 1:
+        return None
+    turns = len(times) // steps
+    if turns < 1:
+        return None
+    return np.median(np.asarray(times[: turns * steps], dtype=float).reshape(turns, steps), axis=1)
 
-    Another tenant, the host or a page fault only ever make a step slower, in bursts of a second or so that hit a
-    turn or two: the slow half of the steps is where they land, and what a change does to every step moves the
-    fastest half with it. Recomputed from the rows of 13 comparisons on a shared 2-core VM, it left pairs about
-    a quarter less spread than the median over turns did, and far less through noisy spells (the README's
-    "What ``ab`` sees, measured"); the minimum alone was steadier through bursts but noisier otherwise.
+
+def pair_log_ratio(base: pd.Series, new: pd.Series) -> float:
+    """One pair's log(new images/s / base images/s).
+
+    Interleaved, a pair is two step servers that took turns: the median over the pair's turns of log(base turn /
+    new turn), each turn its median step time; the median keeps one turn that a spike hit from moving the pair.
+    As whole processes: from each process's median step time.
     """
-    if not isinstance(times, list) or not times:
-        return fallback
-    fastest = np.sort(np.asarray(times, dtype=float))[: max(1, round(len(times) / 2))]
-    return float(fastest.mean())
+    base_turns, new_turns = turn_medians(base["step_times_s"], base["turn_steps"]), None
+    if base_turns is not None:
+        new_turns = turn_medians(new["step_times_s"], new["turn_steps"])
+    if base_turns is None or new_turns is None:
+        return float(np.log(base["time"] / new["time"]))
+    turns = min(len(base_turns), len(new_turns))
+    return float(np.median(np.log(base_turns[:turns] / new_turns[:turns])))
 
 
 def pair_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
-    """One line per (cell, pair) and side with its status, median step time and pace (``fastest_half_mean``), from
-    the rows of ``bench.py ab``."""
+    """One line per (cell, pair) with both sides' status and median step time, from the rows of ``bench.py ab``."""
     rows = [row for row in rows if row.paired]
     if not rows:
         return pd.DataFrame()
     frame = frame_from_rows(list(rows))
     frame["cell_key"] = [row.paired.get("cell_key", row.key) for row in rows]
     frame["pairing"] = [row.paired.get("mode", "processes") for row in rows]
+    frame["turn_steps"] = [row.paired.get("turn_steps") for row in rows]
     frame["time"] = [
         _median_time(t, b, r)
         for t, b, r in zip(frame["step_times_s"], frame["batch_size"], frame["images_per_s"], strict=True)
-    ]
-    frame["pace"] = [
-        fastest_half_mean(t, fallback) for t, fallback in zip(frame["step_times_s"], frame["time"], strict=True)
     ]
     return frame
 
@@ -307,7 +318,7 @@ def judge_pairs(rows: Sequence[ResultRow], threshold: float, rule: SequentialRul
         base_ok = (base["status"] == "ok") & base["time"].notna()
         new_ok = (new["status"] == "ok") & new["time"].notna()
         complete = base_ok & new_ok
-        log_ratios = np.log(base.loc[complete, "pace"] / new.loc[complete, "pace"]).tolist()
+        log_ratios = [pair_log_ratio(base.loc[pair], new.loc[pair]) for pair in base.index[complete]]
         test = paired_test(log_ratios, rule.final_level)
         judged = _failed_verdict(base_ok, new_ok) or verdict(test, threshold, rule, final)
         first = group.iloc[0]

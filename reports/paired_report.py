@@ -40,7 +40,7 @@ def _interval(low: float, high: float) -> str:
 
 PAIR_WORDS = {
     "interleaved-steps": "a pair is a fresh worker of base and one of new, loaded side by side and taking turns of "
-    "steps",
+    "steps (its ratio: the median over its turns)",
     "processes": "a pair is one process of base and one of new, run back to back",
 }
 
@@ -59,8 +59,8 @@ def headline(result: PairedResult) -> str:
     took = f" {result.wall_s:.0f} s in all." if not math.isnan(result.wall_s) else ""
     return (
         f"{len(result.cells)} cells compared pair by pair ({parts}).{stopped}{took} "
-        f"{_pair_words(result.modes)}; a pair's ratio compares each side's fastest half of steps (interference "
-        f"only adds time); change: the median of the per-pair ratios (new over base); interval: the paired t interval of the mean ratio at the level of a cell's last "
+        f"{_pair_words(result.modes)}; change: the median of the per-pair ratios "
+        f"(new over base); interval: the paired t interval of the mean ratio at the level of a cell's last "
         f"look. Regression: more than {result.threshold:.0%} slower AND significant; detectable: the smallest "
         f"change the pairs would catch 80% of the time; above {result.threshold:.0%} a cell without a "
         f"significant change is inconclusive, not unchanged. Sequential rule: {result.rule.text()}."

@@ -175,7 +175,7 @@ def noise_settings(wait_policy: str, primitive_cache: str) -> dict[str, str]:
     return {**WAIT_POLICIES[wait_policy], **PRIMITIVE_CACHES[primitive_cache]}
 
 
-def side_environment(environ: Mapping[str, str], wait_policy: str, primitive_cache: str = "fresh") -> dict[str, str]:
+def side_environment(environ: Mapping[str, str], wait_policy: str, primitive_cache: str) -> dict[str, str]:
     """The environment both sides' processes run with: the caller's, with the noise settings set (or left)."""
     return {**environ, **noise_settings(wait_policy, primitive_cache)}
 

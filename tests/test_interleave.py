@@ -300,13 +300,13 @@ def test_groups_take_rounds_in_turn_and_a_decided_group_leaves_its_time_to_the_o
     other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
     monkeypatch.setattr(interleave, "group_cells", lambda run, cells: [[cell] for cell in cells])
     run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=30, budget_s=40.0)
-    only_other_open = lambda rows: {other.key()}  # noqa: E731
-    done = run_ab(run, only_other_open, Interleaving(turn_s=0.5, turns=2, look_every=1, pair_steps=1))
+    only_fake_open = lambda rows: {FAKE.key()}  # noqa: E731
+    done = run_ab(run, only_fake_open, Interleaving(turn_s=0.5, turns=2, look_every=1, pair_steps=1))
     keys = [row.paired["cell_key"] for row in done.rows[::2]]
     assert keys[:4] == [FAKE.key(), other.key(), FAKE.key(), other.key()]  # round about
-    # FAKE stops at its first look (16 s in); other has the 24 s left to itself: 6 more rounds of 4 s, 8 pairs in
-    # all, where a half share each (20 s) would have given it 5.
-    assert pairs_of(done.rows) == {FAKE.key(): 2, other.key(): 8} and done.stopped == "budget"
+    # other stops at its first look (16 s in); FAKE has the 24 s left to itself: 6 more rounds of 4 s, 8 pairs in
+    # all, where a fixed half share (20 s) would have given it 5.
+    assert pairs_of(done.rows) == {FAKE.key(): 8, other.key(): 2} and done.stopped == "budget"
     assert log.count("base closed") == log.count("new closed") == 10
 
 

@@ -86,7 +86,8 @@ TURNS = 4
 PAIR_STEPS = 6  # timed steps a side gets in a pair at least: more turns when a turn holds one or two steps
 LOOK_EVERY = 3
 MODE = "interleaved-steps"
-READY, STEPS, FAILED = "READY ", "STEPS ", "FAILED "  # benchmarks.step_server's words (the base's copy may differ)
+READY, STEPS, FAILED, ENDED = "READY ", "STEPS ", "FAILED ", "ENDED "  # benchmarks.step_server's words
+SERVER_STARTS = ("forked", "fresh")  # how each pair's servers start: ``PairedRun.servers``
 
 
 class ServerFailed(RuntimeError):
@@ -135,8 +136,9 @@ class StepServer:
         self.stderr.seek(0)
         return " | ".join(line.strip() for line in self.stderr.read().strip().splitlines()[-3:]) or "no output"
 
-    def answer(self, timeout_s: float) -> dict:
-        """The next protocol line's payload (READY or STEPS); ServerFailed on FAILED, an exit or the timeout."""
+    def answer(self, timeout_s: float, ended: bool = False) -> dict:
+        """The next protocol line's payload (READY or STEPS; ENDED when ``ended``); ServerFailed on FAILED, an exit,
+        a forked child's end when not expected, or the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -146,12 +148,16 @@ class StepServer:
             if line is None:
                 code = self.process.wait()
                 raise ServerFailed("crashed", f"step server exited with code {code}: {self._tail()}")
-            for word in (READY, STEPS, FAILED):
+            for word in (READY, STEPS, FAILED, ENDED):
                 if (at := line.find(word)) >= 0:  # chatter without a newline may precede the word
                     payload = json.loads(line[at + len(word) :])
                     if word == FAILED:
                         raise ServerFailed(payload.get("status", "failed"), payload.get("error", ""))
-                    return payload
+                    if word == ENDED and not ended:
+                        code = payload.get("code")
+                        raise ServerFailed("crashed", f"step server exited with code {code}: {self._tail()}")
+                    if (word == ENDED) == ended:
+                        return payload
 
     def send(self, command: str) -> None:
         try:
@@ -190,6 +196,83 @@ def reap_all(servers: list[StepServer]) -> None:
 def start_server(run: PairedRun, tree: Tree, cell: CellConfig) -> StepServer:
     command = [sys.executable, "-m", "benchmarks.step_server", "--config", cell.to_json()]
     return StepServer(command, server_environment(run, tree, cell), tree.path)
+
+
+def start_fork_server(run: PairedRun, tree: Tree, cell: CellConfig) -> StepServer:
+    """A tree's fork server for ``cell``'s group: its framework imported once, in the group's environment."""
+    command = [sys.executable, "-m", "benchmarks.step_server", "--fork-server", cell.framework]
+    return StepServer(command, server_environment(run, tree, cell), tree.path)
+
+
+def forks(run: PairedRun, cell: CellConfig) -> bool:
+    """Whether ``cell``'s group gets forked servers: asked for, both trees can, and its framework says what to
+    import once (a framework whose runtime is not safe to fork after import says nothing)."""
+    from benchmarks import frameworks
+
+    trees = run.base.fork_server and run.new.fork_server
+    return run.servers == "forked" and trees and bool(frameworks.get(cell.framework).preload_modules)
+
+
+@dataclass
+class ForkServer:
+    """One side's fork server: it lives as long as its group's rounds, and forks that side's server for each."""
+
+    server: StepServer
+    broken: bool = False  # a child failed or stopped answering: this one is killed and not used again
+
+    def fork(self, cell: CellConfig) -> ForkedServer:
+        child = ForkedServer(self)
+        child.send("fork " + cell.to_json())
+        return child
+
+    def close(self) -> None:
+        if self.broken:
+            self.server.reap(grace_s=0)
+        else:
+            self.server.retire()
+            self.server.reap()
+
+
+@dataclass
+class ForkedServer:
+    """A step server forked by a ``ForkServer``: spoken to on its pipes, as a fresh one is; reaped when its fork
+    server says it ended. Any failure breaks the fork server, so a half-dead child never serves again."""
+
+    home: ForkServer
+    failed: bool = False
+
+    def _guard(self, speak: Callable[[], object]) -> object:
+        try:
+            return speak()
+        except ServerFailed:
+            self.failed = self.home.broken = True
+            raise
+
+    def answer(self, timeout_s: float) -> dict:
+        return self._guard(lambda: self.home.server.answer(timeout_s))
+
+    def send(self, command: str) -> None:
+        self._guard(lambda: self.home.server.send(command))
+
+    def step(self, count: int, timeout_s: float) -> list[float]:
+        return self._guard(lambda: self.home.server.step(count, timeout_s))
+
+    def retire(self) -> None:
+        if not self.failed:
+            try:
+                self.home.server.send("quit")
+            except ServerFailed:
+                self.home.broken = True
+
+    def reap(self, grace_s: float = 10.0) -> None:
+        """Wait up to ``grace_s`` for the fork server to say the child ended; else both are killed."""
+        if not self.home.broken:
+            try:
+                self.home.server.answer(grace_s, ended=True)
+                return
+            except ServerFailed:
+                self.home.broken = True
+        kill_group(self.home.server.process)  # the child is in its fork server's process group
 
 
 def turn_steps(ready: dict[str, dict], turn_s: float) -> int:
@@ -274,18 +357,35 @@ def group_cells(run: PairedRun, cells: list[CellConfig]) -> list[list[CellConfig
 class ServerPair:
     """One step server per side, the cell they hold and what each said when it was ready."""
 
-    servers: dict[str, StepServer]
+    servers: dict[str, StepServer | ForkedServer]
     ready: dict[str, dict]
     failures: dict[str, ServerFailed]
+    forked: bool = False
 
     @classmethod
-    def start(cls, run: PairedRun, cell: CellConfig, sides: tuple[str, str]) -> ServerPair:
-        pair = cls({side: start_server(run, run.base if side == "base" else run.new, cell) for side in sides}, {}, {})
+    def start(
+        cls, run: PairedRun, cell: CellConfig, sides: tuple[str, str], retiring: list[StepServer],
+        fork_servers: dict[str, ForkServer] | None = None,
+    ) -> ServerPair:  # fmt: skip
+        """Fresh servers, or forked by ``fork_servers`` once their last children are gone (``retiring``)."""
+        if fork_servers is None:
+            servers = {side: start_server(run, run.base if side == "base" else run.new, cell) for side in sides}
+            pair = cls(servers, {}, {})
+        else:
+            reap_all(retiring)  # a child still on a fork server's pipes would read the next fork line
+            pair = cls({}, {}, {}, forked=True)
+            for side in sides:
+                try:
+                    pair.servers[side] = fork_servers[side].fork(cell)
+                except ServerFailed as failed:
+                    pair.failures[side] = failed
         pair.await_ready(run.timeout_s)
         return pair
 
     def await_ready(self, timeout_s: float) -> None:
         for side, server in self.servers.items():
+            if side in self.failures:
+                continue
             try:
                 self.ready[side] = server.answer(timeout_s)
             except ServerFailed as failed:
@@ -345,7 +445,7 @@ def take_turns(
             break
     first = order(pair, index)[0]
     for side in SIDES:
-        extra = {"turn_steps": count, "turns": len(times[side]) // count}
+        extra = {"turn_steps": count, "turns": len(times[side]) // count, "servers": SERVER_STARTS[not servers.forked]}
         record(cell, side, pair, first, _outcome(times[side], ready.get(side), failures.get(side)), extra)
     return not failures
 
@@ -359,6 +459,8 @@ class Rounds:
     pair: int = 0
     took: float = 0.0
     stopped: dict[str, str] = field(default_factory=dict)
+    fork_servers: dict[str, ForkServer] | None = None
+    forking: bool = True  # until a fork server fails to start: then fresh servers for the rest
 
     def stop(self, why: str, keep: AbstractSet[str] = frozenset()) -> None:
         """Every cell not stopped yet and not in ``keep`` stops, ``why`` saying why."""
@@ -403,7 +505,8 @@ class Rounds:
                     servers.switch(cell, run.timeout_s)
                 else:
                     retire(servers, retiring)
-                    servers = ServerPair.start(run, cell, order(pair, index))
+                    forking = self.ready_fork_servers(run, cell, retiring)
+                    servers = ServerPair.start(run, cell, order(pair, index), retiring, forking)
                 if not take_turns(run, cell, index, pair, how, servers, retiring, record):
                     self.stopped[cell.key()] = "failed"
                     retire(servers, retiring)
@@ -411,6 +514,35 @@ class Rounds:
         finally:
             retire(servers, retiring)
         self.took, self.pair = time.monotonic() - began, pair + 1
+
+    def ready_fork_servers(
+        self, run: PairedRun, cell: CellConfig, retiring: list[StepServer]
+    ) -> dict[str, ForkServer] | None:
+        """This group's fork servers, started on first use and again after one broke; None for fresh servers."""
+        if not (self.forking and forks(run, cell)):
+            return None
+        if self.fork_servers is not None and not any(home.broken for home in self.fork_servers.values()):
+            return self.fork_servers
+        reap_all(retiring)
+        self.close()
+        started = {side: start_fork_server(run, run.base if side == "base" else run.new, cell) for side in SIDES}
+        self.fork_servers = {side: ForkServer(server) for side, server in started.items()}
+        try:
+            for server in started.values():
+                server.answer(run.timeout_s)
+        except ServerFailed:
+            self.forking = False  # fresh servers will say, cell by cell, what fails
+            for home in self.fork_servers.values():
+                home.broken = True
+            self.close()
+            return None
+        return self.fork_servers
+
+    def close(self) -> None:
+        """Its fork servers, if any, told to quit and reaped (killed when broken)."""
+        for home in (self.fork_servers or {}).values():
+            home.close()
+        self.fork_servers = None
 
 
 def interleave_groups(
@@ -447,6 +579,8 @@ def interleave_groups(
         return [rounds.stopped[cell.key()] for rounds in schedules for cell in rounds.group]
     finally:
         reap_all(retiring)
+        for rounds in schedules:
+            rounds.close()
 
 
 def run_ab(

@@ -101,6 +101,7 @@ class Tree:
     path: Path
     flags: frozenset[str]
     step_server: bool = False
+    fork_server: bool = False  # its step server can fork one per pair from a process that imported once
 
 
 def read_tree(path: Path, env: Mapping[str, str], timeout_s: float = HELP_TIMEOUT_S) -> Tree:
@@ -114,12 +115,17 @@ def read_tree(path: Path, env: Mapping[str, str], timeout_s: float = HELP_TIMEOU
         last = (ended.stderr.strip().splitlines() or ["no output"])[-1]
         raise PairedError(f"{path}/bench.py run --help failed ({last}): the base cannot run cells")
     flags = frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ended.stdout))
-    return Tree(path, flags, speaks_steps(path))
+    return Tree(path, flags, speaks_steps(path), forks_servers(path))
 
 
 def speaks_steps(path: Path) -> bool:
     """Whether the tree at ``path`` has the step server; read from its files, never by running its code."""
     return (path / STEP_SERVER).is_file()
+
+
+def forks_servers(path: Path) -> bool:
+    """Whether the tree's step server has the fork server (protocol 3); read from its file, never by running it."""
+    return speaks_steps(path) and "--fork-server" in (path / STEP_SERVER).read_text(encoding="utf-8", errors="replace")
 
 
 def cell_options(cell: CellConfig) -> list[str]:
@@ -195,6 +201,7 @@ class PairedRun:
     wait_policy: str = "passive"
     primitive_cache: str = "fresh"
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    servers: str = "forked"  # interleaved steps: each pair's servers forked from a fork server, or started fresh
 
 
 @dataclass

@@ -29,6 +29,9 @@ HELP = {
     "pairs); kept: oneDNN's cache, as bench.py run measures. Recorded in every row.",
     "pairing": "auto: both trees' workers loaded side by side, taking turns step by step (when both trees have "
     "the step server, for one-device cells), else whole processes; processes: always whole processes.",
+    "servers": "With interleaved steps: forked: each pair's two servers are forked from one process per tree and "
+    "framework that imported the framework once (PyTorch, Keras on TensorFlow; a few seconds saved per round, so more "
+    "pairs fit in --budget); fresh: every pair's servers start from nothing. Recorded in every row.",
     "turn": "With interleaved steps: seconds of steps in one side's turn (the step count is set from the warm-up).",
     "turns": "With interleaved steps: turns each side takes in one pair of servers, which is one piece of evidence "
     f"(more when they would time fewer than {PAIR_STEPS} steps a side).",
@@ -56,6 +59,7 @@ def ab(
     min_pairs: Opt(int | None, "--min-pairs", min=2, help=HELP["min_pairs"]) = None,
     max_pairs: Opt(int | None, "--max-pairs", min=2, help=HELP["max_pairs"]) = None,
     pairing: Opt(str, "--pairing", help=HELP["pairing"]) = "auto",
+    servers: Opt(str, "--servers", help=HELP["servers"]) = "forked",
     turn_s: Opt(float, "--turn", help=HELP["turn"], callback=positive_seconds) = TURN_S,
     turns: Opt(int, "--turns", min=1, help=HELP["turns"]) = TURNS,
     wait_policy: Opt(str, "--wait-policy", help=HELP["wait_policy"]) = "passive",
@@ -74,7 +78,7 @@ def ab(
     lasts, under a sequential rule whose false-alarm rate over every look is at most 5%.
     """
     started = time.monotonic()  # --budget is the whole comparison's, reading the trees included
-    from benchmarks.interleave import LOOK_EVERY, Interleaving, interleavable, mode_line, run_ab
+    from benchmarks.interleave import LOOK_EVERY, SERVER_STARTS, Interleaving, interleavable, mode_line, run_ab
     from benchmarks.matrix import SweepError, SweepOptions, plan
     from benchmarks.paired import PairedError, PairedRun, check_trees, read_tree, side_environment, this_tree
     from benchmarks.request import RequestError, resolve_frameworks
@@ -93,6 +97,8 @@ def ab(
         cells = plan(options)
         if pairing not in ("auto", "processes"):
             raise PairedError(f"unknown --pairing {pairing!r}; valid: auto, processes")
+        if servers not in SERVER_STARTS:
+            raise PairedError(f"unknown --servers {servers!r}; valid: {', '.join(SERVER_STARTS)}")
         env = side_environment(os.environ, wait_policy, primitive_cache)
         base, new = read_tree(base_tree, env), read_tree(new_tree or this_tree(), env)
         check_trees(base, new, cells)
@@ -111,12 +117,13 @@ def ab(
         raise fail(str(error)) from None
     left_s = max(budget_s - (time.monotonic() - started), 0.0)
     run = PairedRun(
-        cells, base, new, results, left_s, min_pairs, max_pairs, cell_timeout_s, wait_policy, primitive_cache
-    )
+        cells, base, new, results, left_s, min_pairs, max_pairs, cell_timeout_s, wait_policy, primitive_cache,
+        servers=servers,
+    )  # fmt: skip
     if why_not:
         note(why_not)
     how = Interleaving(turn_s, turns, rule.every) if steps else None
-    paired_how = f"two step servers taking {turns} or more turns each" if steps else "whole processes"
+    paired_how = f"two {servers} step servers taking {turns} or more turns each" if steps else "whole processes"
     err_console.print(
         f"{len(cells)} cells, base {escape(str(base.path))} against new {escape(str(new.path))}: {min_pairs} to "
         f"{max_pairs} pairs each of {paired_how} within {budget_s:g} s, OpenMP wait policy {wait_policy}, "

@@ -26,6 +26,7 @@ class NumpyDenseLayers(Framework):
     packages = ("numpy",)
     install_hint = "pip install numpy"
     fast_paths = ("compiled",)  # here: products written into preallocated buffers
+    preload_modules = ("numpy",)  # so that bench.py ab's fork servers are exercised by the fake framework too
 
     def prepare(self, config: CellConfig) -> PreparedCell:
         arch = get_variant(config.variant)

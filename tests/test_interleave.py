@@ -106,7 +106,7 @@ class FakeServer:
     def retire(self):
         self.log.append(f"{self.side} closed")
 
-    def reap(self):
+    def reap(self, grace_s=10.0):
         self.log.append(f"{self.side} reaped")
 
 
@@ -390,3 +390,135 @@ def test_ab_against_a_base_without_the_step_server_says_so_once_and_pairs_proces
                      "processes instead of interleaved steps"], said  # fmt: skip
     rows = read_results(tmp_path / "ab.jsonl").rows
     assert len(rows) == 4 and {row.paired["mode"] for row in rows} == {"processes"}
+
+
+# --- fork servers: each pair's servers forked from a process that imported the framework once -----------------------
+
+
+def fork_server_process(env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "benchmarks.step_server", "--fork-server", "numpy-fake"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def next_said(process: subprocess.Popen) -> tuple[str, dict]:
+    words = (step_server.READY, step_server.STEPS, step_server.FAILED, step_server.ENDED)
+    for line in process.stdout:
+        for word in words:
+            if line.startswith(word):
+                return word.strip(), json.loads(line[len(word) :])
+    raise AssertionError(f"the fork server ended without a protocol line (exit {process.wait()})")
+
+
+def test_a_fork_server_forks_a_fresh_step_server_for_every_cell_and_says_when_each_ended():
+    env = {**os.environ, frameworks.PLUGINS_VARIABLE: "tests.fake_framework"}
+    process = fork_server_process(env)
+    try:
+        word, ready = next_said(process)
+        assert word == "READY" and ready["fork_server"] and ready["protocol"] == step_server.PROTOCOL
+        children = []
+        for commands in (["step 2"], ["step 1", "step 3"]):
+            process.stdin.write(f"fork {FAKE.to_json()}\n")
+            process.stdin.flush()
+            word, child = next_said(process)
+            assert word == "READY" and child["pid"] != process.pid and child["images_per_step"] == FAKE.batch_size
+            children.append(child["pid"])
+            for command in commands:
+                process.stdin.write(command + "\n")
+                process.stdin.flush()
+                word, steps = next_said(process)
+                assert word == "STEPS" and len(steps["times"]) == int(command.split()[1])
+            process.stdin.write("quit\n")
+            process.stdin.flush()
+            assert next_said(process) == ("ENDED", {"code": 0})
+        assert len(set(children)) == 2  # a process per cell, as fresh servers are
+        process.stdin.write(f"fork {json.dumps({'framework': 'numpy-fake'})}\n")  # a cell it cannot prepare
+        process.stdin.flush()
+        assert next_said(process)[0] == "FAILED" and next_said(process) == ("ENDED", {"code": 1})
+        process.stdin.write("quit\n")
+        process.stdin.flush()
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_fork_server_whose_framework_cannot_load_says_failed():
+    process = fork_server_process({**os.environ, frameworks.PLUGINS_VARIABLE: ""})  # numpy-fake unknown there
+    try:
+        word, failed = next_said(process)
+        assert word == "FAILED" and "numpy-fake" in failed["error"] and process.wait(timeout=30) == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_forked_server_moves_its_next_mappings_by_a_random_number_of_pages():
+    import ctypes
+    import mmap
+    import random
+
+    def next_address() -> int:
+        mapped = mmap.mmap(-1, 64 * mmap.PAGESIZE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        mapped.close()
+        return address
+
+    before = next_address()
+    assert next_address() == before  # without a shift, the same place again
+    step_server.shift_layout(random.Random(3))
+    shift = step_server._layout_shift[0]
+    assert 1 <= len(shift) // mmap.PAGESIZE <= step_server.LAYOUT_SHIFT_PAGES
+    assert next_address() != before
+    step_server._layout_shift = None
+
+
+def test_pairs_of_forked_servers_share_one_fork_server_per_side_and_leave_nothing_running(fake_framework, tmp_path):
+    started = []
+    fork_start = interleave.start_fork_server
+
+    def start(run, tree, cell):
+        server = fork_start(run, tree, cell)
+        started.append(server.process)
+        return server
+
+    tree = Tree(ROOT, ALL_FLAGS, True, fork_server=True)
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
+    run = PairedRun([FAKE, other], tree, tree, tmp_path / "ab.jsonl", 1000.0, 3, 3, 120.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(interleave, "start_fork_server", start)
+        done = run_ab(run, judged(run, 1)[1], Interleaving(turn_s=0.02, look_every=1))
+    assert len(started) == 2  # one fork server a side for the three rounds of both cells
+    assert all(process.poll() is not None for process in started)  # told to quit, or killed, at the end
+    rows = read_results(run.results).rows
+    assert len(rows) == len(done.rows) == 12 and {row.status for row in rows} == {"ok"}
+    assert {row.paired["servers"] for row in rows} == {"forked"}
+
+
+def test_a_fork_server_that_fails_to_start_leaves_the_group_to_fresh_servers(fake_framework, monkeypatch, tmp_path):
+    log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    tries = []
+
+    def broken(run, tree, cell):
+        tries.append(tree)
+        return FakeServer("base" if tree is run.base else "new", log, 0.1, fail_at=-1)
+
+    monkeypatch.setattr(interleave, "start_fork_server", broken)
+    base, new = Tree(tmp_path / "base", ALL_FLAGS, True, True), Tree(tmp_path / "new", ALL_FLAGS, True, True)
+    run = PairedRun([FAKE], base, new, tmp_path / "ab.jsonl", 1000.0, 2, 2, 10.0)
+    done = run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
+    assert len(tries) == 2  # tried once a side, then fresh servers for every round
+    assert [row.status for row in done.rows] == ["ok"] * 4 and {row.paired["servers"] for row in done.rows} == {"fresh"}
+
+
+def test_fork_servers_are_asked_for_only_where_both_trees_have_them_and_the_framework_can_fork(
+    fake_framework, tmp_path
+):
+    both = Tree(ROOT, ALL_FLAGS, True, True)
+    old = Tree(tmp_path, ALL_FLAGS, True, False)
+    assert interleave.forks(PairedRun([FAKE], both, both, tmp_path / "ab.jsonl", 1.0, 2, 2, 1.0), FAKE)
+    assert not interleave.forks(PairedRun([FAKE], old, both, tmp_path / "ab.jsonl", 1.0, 2, 2, 1.0), FAKE)
+    fresh = PairedRun([FAKE], both, both, tmp_path / "ab.jsonl", 1.0, 2, 2, 1.0, servers="fresh")
+    assert not interleave.forks(fresh, FAKE)
+    jax = CellConfig("keras-jax", "cifar100-single", "infer", 4)
+    assert not interleave.forks(PairedRun([jax], both, both, tmp_path / "ab.jsonl", 1.0, 2, 2, 1.0), jax)
+    assert paired.forks_servers(ROOT) and not paired.forks_servers(tmp_path)

@@ -39,6 +39,9 @@ class Framework:
     trains: bool = False  # whether ``bench.py train`` can run it
     keras_backend: str | None = None  # KERAS_BACKEND its workers get (None: not Keras)
     math_library: str = ""  # the library whose arithmetic it computes with (implementations.math_mode names)
+    # What ``bench.py ab``'s fork server imports once, so that each pair's forked workers skip it; empty: no fork
+    # server (fresh workers), as for a runtime that is not safe to fork once imported (JAX).
+    preload_modules: tuple[str, ...] = ()
 
     def missing(self) -> str | None:
         """Why this framework cannot run in this installation, or None when it can."""

@@ -42,6 +42,7 @@ class KerasOnTensorFlow(Framework):
     trains = True
     keras_backend = "tensorflow"
     math_library = "tensorflow"
+    preload_modules = ("benchmarks.frameworks.keras_tf_cell", "tensorflow", "keras", "implementations.keras_alexnet")
 
     def fast_path_applies(self, path: str, config: CellConfig) -> bool:
         # XLA compiles a step for one device: Keras refuses it for towers on different devices.

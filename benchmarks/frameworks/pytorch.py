@@ -95,6 +95,8 @@ class PyTorch(Framework):
     multi_node = True
     trains = True
     math_library = "torch"
+    # torch._dynamo: torch.optim's first optimizer imports it (about 2 s on two cores)
+    preload_modules = ("benchmarks.frameworks.pytorch_cell", "torch.optim", "torch._dynamo")
 
     def unsupported(self, config: CellConfig) -> str | None:
         if config.xeon_launch and (config.gpus or config.parallel != "none"):

@@ -32,21 +32,32 @@ the other, in ABBA order (``paired.order``), a second or so apart, so a slow spe
   turns it had been the other way round. A pair still costs a start-up and a warm-up, and a t test over few pairs at
   the sequential rule's strict level needs a far larger change than over many, so pairs are not made longer than
   that (Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", 2013: repeat most at the level whose
-  variance dominates). Over 12 pairs of the four PyTorch cells (166 s), about 54 s were timed turns; the rest was
-  starting servers and preparing cells (building the model, the first step and the warm-up).
+  variance dominates).
 - **Shared servers.** The cells of one framework (and one environment) share each round's pair of servers,
-  which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework (about
-  2 s for PyTorch, 6-8 s for Keras with TensorFlow, on two cores). A base whose server cannot switch gets fresh
-  servers for every cell.
+  which switch from cell to cell (``cell JSON``, protocol 2), so a round pays one start-up per framework. A base
+  whose server cannot switch gets fresh servers for every cell.
+- **Forked servers.** Even so, a round of the eight quick cells took about 43 s on two cores, of which about 21 s
+  were timed turns and about 12 s imports: PyTorch, and ``torch._dynamo``, which the first optimizer imports
+  (about 5 s), and TensorFlow (about 6 s), in every pair's fresh processes. So each side of a group has a fork
+  server (``step_server --fork-server``, protocol 3) that imports its framework once (``Framework.preload_modules``)
+  and forks that side's server for every round: still a new process per pair, whose heap and mappings start at
+  a random page offset (``step_server.shift_layout``) as a fresh process's do. Measured, two rounds of the eight
+  cells: 30.4 s a round instead of 43 s, the same step times. The fork servers wait on their pipes while the
+  children take turns. A fork server that fails to start leaves its group to fresh servers; a child that fails
+  breaks its fork server, which is killed and started anew for the next round. ``--servers fresh`` starts every
+  pair's servers from nothing; a base from before protocol 3, or a framework that names nothing to preload (JAX
+  is not safe to fork once imported), gets fresh servers too.
 - **Pairs and looks.** A cell gets ``min_pairs`` pairs, then more while it is undecided (a look, in
   ``reports.paired``'s sequential rule, every ``look_every`` pairs), ``max_pairs`` is not reached and the next round
   fits in the budget (asked before every round). The frameworks' groups take rounds in turn under one deadline, so
   what a decided cell leaves goes to every cell still open, whichever its framework.
 - **Nothing else runs while a turn is timed.** A pair's servers are told to quit as it ends and exit while the
-  next pair starts (startup is not timed); they are gone, or killed, before that pair's first turn.
+  next pair starts (startup is not timed); they are gone, or killed, before that pair's first turn (a forked one
+  before the next fork: until then it holds its fork server's pipes).
 - **Rows.** One row per side and pair (``paired``: side, pair, order, ``mode: "interleaved-steps"``,
-  ``turn_steps`` and ``turns``), with all the pair's step times in turn order. Memory peaks, energy and the
-  matmul ceiling are left out: with two models loaded they would not be those of a cell alone.
+  ``turn_steps``, ``turns`` and ``servers``: forked or fresh), with all the pair's step times in turn order.
+  Memory peaks, energy and the matmul ceiling are left out: with two models loaded they would not be those of a
+  cell alone.
 - **Which cells.** Cells of one process on one device. A multi-device or multi-node cell, a launcher
   (``--xeon-launch``), or a tree without the step server is paired as whole processes instead.
 """
@@ -85,6 +96,9 @@ TURN_S = 0.25
 TURNS = 4
 PAIR_STEPS = 6  # timed steps a side gets in a pair at least: more turns when a turn holds one or two steps
 LOOK_EVERY = 3
+# A round may take this much longer than the group's last one (a slow spell; measured on two cores: up to 15%
+# longer with the same cells). Without it, one of ten comparisons of --budget 360 ended at 365 s.
+ROUND_MARGIN = 1.25
 MODE = "interleaved-steps"
 READY, STEPS, FAILED, ENDED = "READY ", "STEPS ", "FAILED ", "ENDED "  # benchmarks.step_server's words
 SERVER_STARTS = ("forked", "fresh")  # how each pair's servers start: ``PairedRun.servers``
@@ -210,7 +224,8 @@ def forks(run: PairedRun, cell: CellConfig) -> bool:
     from benchmarks import frameworks
 
     trees = run.base.fork_server and run.new.fork_server
-    return run.servers == "forked" and trees and bool(frameworks.get(cell.framework).preload_modules)
+    can_fork = hasattr(os, "fork")  # not on Windows
+    return run.servers == "forked" and trees and can_fork and bool(frameworks.get(cell.framework).preload_modules)
 
 
 @dataclass
@@ -476,8 +491,8 @@ class Rounds:
 
         Looks come after ``min_pairs`` rounds and every ``look_every`` rounds after that; at a look a cell stops when
         it is decided, and at ``max_pairs`` every cell stops. Past ``min_pairs``, every round is also asked whether
-        it fits: all stop when it, as long as this group's last, would end after ``deadline``. Checking at looks
-        alone left up to three rounds of the budget unspent.
+        it fits: all stop when it, taking ``ROUND_MARGIN`` times as long as this group's last, would end after
+        ``deadline``. Checking at looks alone left up to three rounds of the budget unspent.
         """
         if self.pair >= run.max_pairs:
             open_keys = still_open(rows)
@@ -486,7 +501,7 @@ class Rounds:
         elif self.pair >= run.min_pairs:
             if (self.pair - run.min_pairs) % how.look_every == 0:
                 self.stop("decided", keep=still_open(rows))
-            if time.monotonic() + self.took > deadline:
+            if time.monotonic() + self.took * ROUND_MARGIN > deadline:
                 self.stop("budget")
         return [cell for cell in self.group if cell.key() not in self.stopped]
 
@@ -616,7 +631,7 @@ def run_ab(
         others = run_pairs(PairedRun(**{**run.__dict__, "cells": rest, "budget_s": left}), still_open, on_start, on_row)
         rows += others.rows
         stopped = others.stopped if stopped == "decided" else stopped
-    return PairedRows(rows, time.monotonic() - began, stopped)
+    return PairedRows(rows, stopped)
 
 
 def mode_line(base: Tree, new: Tree) -> str | None:

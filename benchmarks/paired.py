@@ -206,10 +206,9 @@ class PairedRun:
 
 @dataclass
 class PairedRows:
-    """The rows a paired comparison wrote, how long it took and why it stopped adding pairs."""
+    """The rows a paired comparison wrote and why it stopped adding pairs (``bench.py ab`` times itself)."""
 
     rows: list[ResultRow]
-    wall_s: float
     stopped: str  # "decided", "budget" or "max pairs"
 
 
@@ -305,7 +304,7 @@ def run_pairs(
                     rows.append(row)
                     on_row(row)
                 took[cell.key()] = time.monotonic() - started
-    return PairedRows(rows, time.monotonic() - began, stopped)
+    return PairedRows(rows, stopped)
 
 
 def this_tree() -> Path:

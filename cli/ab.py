@@ -71,11 +71,12 @@ def ab(
 ) -> None:
     """Base against new, paired: two checkouts' cells side by side in ABBA order, judged pair by pair.
 
-    When both trees have the step server, a pair is one fresh worker per tree, loaded side by side, taking turns of
-    steps; otherwise, saying so, each side's cells run through its own tree's
-    bench.py run, a pair being one process of each. Exits 1 when a cell is significantly slower by
-    more than the threshold (or works in base and fails in new). Pairs are added to undecided cells while --budget
-    lasts, under a sequential rule whose false-alarm rate over every look is at most 5%.
+    When both trees have the step server, a pair is one new worker process per tree (forked from one that imported
+    the framework once, unless --servers fresh), loaded side by side, taking turns of steps; otherwise, saying so,
+    each side's cells run through its own tree's bench.py run, a pair being one process of each. Exits 1 when a cell
+    is significantly slower by more than the threshold (or works in base and fails in new). Pairs are added to
+    undecided cells while --budget lasts, under a sequential rule whose false-alarm rate over every look is at most
+    5%.
     """
     started = time.monotonic()  # --budget is the whole comparison's, reading the trees included
     from benchmarks.interleave import LOOK_EVERY, SERVER_STARTS, Interleaving, interleavable, mode_line, run_ab

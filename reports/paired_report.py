@@ -39,8 +39,8 @@ def _interval(low: float, high: float) -> str:
 
 
 PAIR_WORDS = {
-    "interleaved-steps": "a pair is a fresh worker of base and one of new, loaded side by side and taking turns of "
-    "steps (its ratio: the median over its turns)",
+    "interleaved-steps": "a pair is a new worker process of base and one of new, loaded side by side and taking "
+    "turns of steps (its ratio: the median over its turns)",
     "processes": "a pair is one process of base and one of new, run back to back",
 }
 

@@ -378,3 +378,30 @@ def wait_for_child_with(parent: int, marker: bytes, timeout: float = 60) -> list
             return pids
         time.sleep(0.1)
     raise AssertionError(f"no child process of {parent} ran {marker!r} within {timeout:g} s")
+
+
+def test_ctrl_c_during_ab_saves_finished_pairs_and_leaves_no_fork_server_or_forked_child(tmp_path):
+    """``bench.py ab`` against itself with the fake framework, interrupted while forked step servers take turns."""
+    env = {**os.environ, "ALEXNET_BENCH_FRAMEWORKS": "tests.fake_framework"}
+    command = [sys.executable, str(ROOT / "bench.py"), "ab", "--base-tree", str(ROOT), "-f", "numpy-fake"]
+    command += ["-v", "cifar100-single", "-m", "infer", "-b", "4", "--min-pairs", "30", "--max-pairs", "30"]
+    command += ["--results", str(tmp_path / "ab.jsonl")]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        homes = wait_for_child_with(process.pid, b"--fork-server")
+        children = [pid for home in homes for pid in wait_for_child_with(home, b"--fork-server")]
+        results, deadline = tmp_path / "ab.jsonl", time.monotonic() + 60
+        while time.monotonic() < deadline and (not results.is_file() or results.read_text().count("\n") < 2):
+            time.sleep(0.1)  # until a pair has finished: its two rows are what must survive
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted; every finished side is saved in" in stderr
+    assert (tmp_path / "ab.jsonl").read_text().count("\n") >= 2
+    assert gone_within(homes + children, 10) == []

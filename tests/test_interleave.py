@@ -87,6 +87,7 @@ class FakeServer:
 
     def __init__(self, side: str, log: list[str], step_s: float, fail_at: int | None = None, protocol: int = 1) -> None:
         self.side, self.log, self.step_s, self.fail_at, self.protocol = side, log, step_s, fail_at, protocol
+        self.process = object()  # what kill_group would be given
 
     def answer(self, timeout_s):
         if self.fail_at == -1:
@@ -232,9 +233,7 @@ def test_cells_that_cannot_interleave_are_paired_as_processes(fake_framework, mo
     two_gpus = CellConfig("numpy-fake", "cifar100-single", "infer", 4, gpus=2, steps=3, warmup=2)
     assert interleavable(FAKE) and not interleavable(two_gpus)
     seen = []
-    monkeypatch.setattr(
-        interleave, "run_pairs", lambda run, *args: seen.append(run.cells) or PairedRows([], 0.0, "decided")
-    )
+    monkeypatch.setattr(interleave, "run_pairs", lambda run, *args: seen.append(run.cells) or PairedRows([], "decided"))
     run = make_run(tmp_path, [FAKE, two_gpus], min_pairs=2, max_pairs=2)
     done = run_ab(run, judged(run, 1)[1], Interleaving(look_every=1))
     assert seen == [[two_gpus]] and {row.paired["cell_key"] for row in done.rows} == {FAKE.key()}
@@ -292,6 +291,16 @@ def test_the_budget_is_asked_before_every_round_not_only_at_looks(monkeypatch, t
     assert done.stopped == "budget" and pairs_of(done.rows) == {FAKE.key(): 4}
 
 
+def test_a_round_runs_only_when_it_fits_with_a_margin_for_a_slower_round(monkeypatch, tmp_path):
+    ticking(monkeypatch)
+    fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
+    run = make_run(tmp_path, [FAKE], min_pairs=2, max_pairs=30, budget_s=16.5)
+    done = run_ab(run, lambda rows: {FAKE.key()}, Interleaving(turn_s=0.5, turns=2, look_every=3))
+    # After 3 rounds (12 s) a fourth of 4 s would end at 16 s, inside 16.5 s, but not at 5 s (4 s x 1.25): a round
+    # as long as the last leaves no room for one a little slower, and the budget is the user's limit.
+    assert interleave.ROUND_MARGIN * 4.0 > 16.5 - 12.0 and pairs_of(done.rows) == {FAKE.key(): 3}
+
+
 def test_groups_take_rounds_in_turn_and_a_decided_group_leaves_its_time_to_the_other(
     fake_framework, monkeypatch, tmp_path
 ):
@@ -299,13 +308,13 @@ def test_groups_take_rounds_in_turn_and_a_decided_group_leaves_its_time_to_the_o
     log = fake_servers(monkeypatch, {"base": 0.1, "new": 0.1})
     other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
     monkeypatch.setattr(interleave, "group_cells", lambda run, cells: [[cell] for cell in cells])
-    run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=30, budget_s=40.0)
+    run = make_run(tmp_path, [FAKE, other], min_pairs=2, max_pairs=30, budget_s=41.0)
     only_fake_open = lambda rows: {FAKE.key()}  # noqa: E731
     done = run_ab(run, only_fake_open, Interleaving(turn_s=0.5, turns=2, look_every=1, pair_steps=1))
     keys = [row.paired["cell_key"] for row in done.rows[::2]]
     assert keys[:4] == [FAKE.key(), other.key(), FAKE.key(), other.key()]  # round about
-    # other stops at its first look (16 s in); FAKE has the 24 s left to itself: 6 more rounds of 4 s, 8 pairs in
-    # all, where a fixed half share (20 s) would have given it 5.
+    # other stops at its first look (16 s in); FAKE has the 25 s left to itself: 6 more rounds of 4 s (each asked
+    # with its margin: 5 s), 8 pairs in all, where half of the budget (20.5 s) holds 5 rounds at most.
     assert pairs_of(done.rows) == {FAKE.key(): 8, other.key(): 2} and done.stopped == "budget"
     assert log.count("base closed") == log.count("new closed") == 10
 
@@ -522,3 +531,35 @@ def test_fork_servers_are_asked_for_only_where_both_trees_have_them_and_the_fram
     jax = CellConfig("keras-jax", "cifar100-single", "infer", 4)
     assert not interleave.forks(PairedRun([jax], both, both, tmp_path / "ab.jsonl", 1.0, 2, 2, 1.0), jax)
     assert paired.forks_servers(ROOT) and not paired.forks_servers(tmp_path)
+
+
+class FakeForkServer(FakeServer):
+    """A fork server in this process: the children it forks answer as a FakeServer does; ``ended`` as ENDED."""
+
+    def answer(self, timeout_s, ended=False):
+        return {"code": 0} if ended else super().answer(timeout_s)
+
+
+def test_a_child_that_fails_breaks_its_fork_server_which_is_killed_and_started_anew(
+    fake_framework, monkeypatch, tmp_path
+):
+    log, homes, killed = [], [], []
+
+    def start(run, tree, cell):
+        side = "base" if tree is run.base else "new"
+        fails = side == "new" and not any(home.side == "new" for home in homes)  # the first new one only
+        homes.append(FakeForkServer(side, log, 0.1, fail_at=0 if fails else None))
+        return homes[-1]
+
+    monkeypatch.setattr(interleave, "start_fork_server", start)
+    monkeypatch.setattr(interleave, "kill_group", lambda process: killed.append(process))
+    other = CellConfig("numpy-fake", "cifar100-single", "train", 4, steps=3, warmup=2)
+    base, new = Tree(tmp_path / "base", ALL_FLAGS, True, True), Tree(tmp_path / "new", ALL_FLAGS, True, True)
+    run = PairedRun([FAKE, other], base, new, tmp_path / "ab.jsonl", 1000.0, 2, 2, 10.0)
+    done = run_ab(run, judged(run, 1)[1], Interleaving(turns=1, look_every=1, pair_steps=1))
+    statuses = {(row.paired["cell_key"], row.side, row.paired["pair"]): row.status for row in done.rows}
+    assert statuses[(FAKE.key(), "new", 0)] == "crashed" and (FAKE.key(), "new", 1) not in statuses
+    assert [statuses[(other.key(), side, pair)] for side in ("base", "new") for pair in (0, 1)] == ["ok"] * 4
+    assert [home.side for home in homes] == ["base", "new", "base", "new"]  # both started anew for the next cell
+    assert homes[1].process in killed  # the broken one killed, with the child it forked
+    assert {row.paired["servers"] for row in done.rows} == {"forked"}

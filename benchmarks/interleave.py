@@ -240,12 +240,14 @@ class ForkServer:
         child.send("fork " + cell.to_json())
         return child
 
-    def close(self) -> None:
-        if self.broken:
-            self.server.reap(grace_s=0)
-        else:
+    def quit(self) -> None:
+        """Asked to exit (not waited for: fork servers asked together exit side by side)."""
+        if not self.broken:
             self.server.retire()
-            self.server.reap()
+
+    def reap(self) -> None:
+        """Gone: waited for, or killed at once when broken."""
+        self.server.reap(grace_s=0 if self.broken else 10.0)
 
 
 @dataclass
@@ -555,9 +557,19 @@ class Rounds:
 
     def close(self) -> None:
         """Its fork servers, if any, told to quit and reaped (killed when broken)."""
-        for home in (self.fork_servers or {}).values():
-            home.close()
-        self.fork_servers = None
+        close_fork_servers([self])
+
+
+def close_fork_servers(schedules: list[Rounds]) -> None:
+    """Every fork server of ``schedules`` asked to quit, then reaped: they exit side by side (a fork server that
+    imported TensorFlow takes a second or more to exit)."""
+    homes = [home for rounds in schedules for home in (rounds.fork_servers or {}).values()]
+    for home in homes:
+        home.quit()
+    for home in homes:
+        home.reap()
+    for rounds in schedules:
+        rounds.fork_servers = None
 
 
 def interleave_groups(
@@ -594,8 +606,7 @@ def interleave_groups(
         return [rounds.stopped[cell.key()] for rounds in schedules for cell in rounds.group]
     finally:
         reap_all(retiring)
-        for rounds in schedules:
-            rounds.close()
+        close_fork_servers(schedules)
 
 
 def run_ab(

@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.config is None) == (args.fork_server is None):
         parser.error("give one of --config or --fork-server")
-    return fork_server(args.fork_server) if args.fork_server else serve(args.config)
+    if args.fork_server:
+        code = fork_server(args.fork_server)
+        sys.stdout.flush()
+        os._exit(code)  # it holds nothing to close: skip the interpreter's teardown (1.5 s with TensorFlow loaded)
+    return serve(args.config)
 
 
 if __name__ == "__main__":

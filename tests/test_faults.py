@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -352,21 +352,32 @@ def test_check_model_passes_a_port_without_its_framework_logs_on_stderr(tmp_path
 def test_ctrl_c_during_check_model_says_interrupted_and_leaves_no_child(tmp_path):
     (tmp_path / "ports.py").write_text(PORTS)
     command = [sys.executable, str(ROOT / "bench.py"), "check-model", "ports.py:never_returns", "--against"]
-    process = subprocess.Popen(
-        [*command, "cifar100-single"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+
+    def started(process: subprocess.Popen) -> list[int]:
         pids = wait_for_child_with(process.pid, b"check_model_worker")
         time.sleep(3)  # the child has started the factory (its stderr is its own: the parent cannot read "waiting")
+        return pids
+
+    done, pids = interrupt_once([*command, "cifar100-single"], tmp_path, dict(os.environ), started)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "error: interrupted"
+    assert gone_within(pids, 10) == []
+
+
+def interrupt_once(
+    command: list[str], cwd: Path, env: dict[str, str], started: Callable[[subprocess.Popen], list[int]]
+) -> tuple[subprocess.CompletedProcess, list[int]]:
+    """Start ``command``; once ``started`` has seen its children (their pids), send SIGINT; what it did, the pids."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pids = started(process)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 130, stderr
-    assert stderr.strip() == "error: interrupted"
-    assert gone_within(pids, 10) == []
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), pids
 
 
 def wait_for_child_with(parent: int, marker: bytes, timeout: float = 60) -> list[int]:
@@ -386,22 +397,18 @@ def test_ctrl_c_during_ab_saves_finished_pairs_and_leaves_no_fork_server_or_fork
     command = [sys.executable, str(ROOT / "bench.py"), "ab", "--base-tree", str(ROOT), "-f", "numpy-fake"]
     command += ["-v", "cifar100-single", "-m", "infer", "-b", "4", "--min-pairs", "30", "--max-pairs", "30"]
     command += ["--results", str(tmp_path / "ab.jsonl")]
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    results = tmp_path / "ab.jsonl"
+
+    def started(process: subprocess.Popen) -> list[int]:
         homes = wait_for_child_with(process.pid, b"--fork-server")
         children = [pid for home in homes for pid in wait_for_child_with(home, b"--fork-server")]
-        results, deadline = tmp_path / "ab.jsonl", time.monotonic() + 60
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not results.is_file() or results.read_text().count("\n") < 2):
             time.sleep(0.1)  # until a pair has finished: its two rows are what must survive
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "interrupted; every finished side is saved in" in stderr
-    assert (tmp_path / "ab.jsonl").read_text().count("\n") >= 2
-    assert gone_within(homes + children, 10) == []
+        return homes + children
+
+    done, pids = interrupt_once(command, tmp_path, env, started)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted; every finished side is saved in" in done.stderr
+    assert results.read_text().count("\n") >= 2
+    assert gone_within(pids, 10) == []

@@ -100,7 +100,8 @@ LOOK_EVERY = 3
 # longer with the same cells). Without it, one of ten comparisons of --budget 360 ended at 365 s.
 ROUND_MARGIN = 1.25
 MODE = "interleaved-steps"
-READY, STEPS, FAILED, ENDED = "READY ", "STEPS ", "FAILED ", "ENDED "  # benchmarks.step_server's words
+# benchmarks.step_server's words, spelled here: the base tree's copy of that module is never imported
+READY, STEPS, FAILED, ENDED = "READY ", "STEPS ", "FAILED ", "ENDED "
 SERVER_STARTS = ("forked", "fresh")  # how each pair's servers start: ``PairedRun.servers``
 
 
@@ -160,18 +161,19 @@ class StepServer:
             except queue.Empty:
                 raise ServerFailed("timeout", f"no answer within {timeout_s:g} s; step server killed") from None
             if line is None:
-                code = self.process.wait()
-                raise ServerFailed("crashed", f"step server exited with code {code}: {self._tail()}")
+                raise self._exited(self.process.wait())
             for word in (READY, STEPS, FAILED, ENDED):
                 if (at := line.find(word)) >= 0:  # chatter without a newline may precede the word
                     payload = json.loads(line[at + len(word) :])
                     if word == FAILED:
                         raise ServerFailed(payload.get("status", "failed"), payload.get("error", ""))
-                    if word == ENDED and not ended:
-                        code = payload.get("code")
-                        raise ServerFailed("crashed", f"step server exited with code {code}: {self._tail()}")
+                    if word == ENDED and not ended:  # a forked child that ended without a word
+                        raise self._exited(payload.get("code"))
                     if (word == ENDED) == ended:
                         return payload
+
+    def _exited(self, code: int | None) -> ServerFailed:
+        return ServerFailed("crashed", f"step server exited with code {code}: {self._tail()}")
 
     def send(self, command: str) -> None:
         try:

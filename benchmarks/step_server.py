@@ -131,20 +131,19 @@ def preload(framework: str) -> float:
     return time.perf_counter() - started
 
 
-def fork_server(framework: str, commands=None) -> int:
+def fork_server(framework: str) -> int:
     """Import ``framework``'s modules once, then fork a step server for every ``fork {cell json}``; the exit code.
 
     The child serves on the inherited pipes until it quits; meanwhile this process only waits for it, and then
     says ``ENDED {"code"}``. Nothing is read ahead: the parent sends the next command only after that line.
     """
-    commands = sys.stdin if commands is None else commands
     try:
         say(READY, {"protocol": PROTOCOL, "fork_server": True, "preload_s": preload(framework)})
     except Exception as error:  # the parent falls back to fresh servers, which report the failure per cell
         say(FAILED, {"status": "failed", "error": f"{type(error).__name__}: {error}"[:2000]})
         return 1
     parent = os.getpid()
-    for line in iter(commands.readline, ""):
+    for line in iter(sys.stdin.readline, ""):
         words = line.split(maxsplit=1)
         if words == ["quit"]:
             return 0
@@ -158,7 +157,7 @@ def fork_server(framework: str, commands=None) -> int:
 
                 die_with_parent(parent)
                 shift_layout()
-                code = serve(words[1], commands)
+                code = serve(words[1], sys.stdin)
             finally:
                 sys.stdout.flush()
                 os._exit(code)

@@ -1,5 +1,8 @@
 """Shared test set-up: Keras on TensorFlow, quiet, and a host whose capabilities the tests state.
 
+Every worker a test starts times a 512-cubed ceiling matmul instead of the real 2048-cubed one (about a second
+of each worker's life); ``tests/test_fast_paths.py`` keeps the real one.
+
 The suite's plans depend on the host (native bf16, GPUs, PyTorch's CPU launcher, which optional
 frameworks are installed). Tests must pass on every machine, so by default they see a CPU-only host
 without native bf16, outside any SLURM job, whatever machine runs them; worker processes the tests
@@ -33,6 +36,7 @@ def plain_cpu_host(request, monkeypatch):
     if "step_benchmarks" in request.path.parts:
         return
     monkeypatch.setenv("ALEXNET_BENCH_NATIVE_BF16", "0")
+    monkeypatch.setenv("ALEXNET_BENCH_CEILING_SIZE", "512")  # workers' ceiling matmul: ms, not a second each
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # frameworks and the NVML probe see no GPU
     for name in [name for name in os.environ if name.startswith("SLURM_")]:
         monkeypatch.delenv(name)  # bench.py run takes its node count from a SLURM job: one machine here

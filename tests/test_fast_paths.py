@@ -214,11 +214,13 @@ def test_labels_name_the_fast_path():
     ],
     ids=["torch-channels_last", "keras-xla"],
 )
-def test_fast_path_cells_run_and_carry_their_ceiling(cell):
+def test_fast_path_cells_run_and_carry_their_ceiling(cell, monkeypatch):
+    monkeypatch.delenv("ALEXNET_BENCH_CEILING_SIZE")  # the real product, as users' runs time it
     result = runner.run_worker(cell, timeout_s=300)
     assert result["status"] == "ok", result.get("traceback") or result.get("error")
     metrics = result["metrics"]
     assert metrics["ceiling_flops_per_s"] > 1e9 and metrics["ceiling_dtype"] == "float32"
+    assert metrics["ceiling_matmul_size"] == 2048
     assert 0 < metrics["fraction_of_ceiling"] < 2
     assert metrics["fraction_of_ceiling"] == pytest.approx(
         metrics["achieved_flops_per_s"] / metrics["ceiling_flops_per_s"]

@@ -198,20 +198,8 @@ def finish(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
     return process.returncode, out + err
 
 
-@pytest.mark.parametrize("framework", MULTI_NODE_FRAMEWORKS)
-def test_two_nodes_on_loopback_give_one_row_of_world_size_two(tmp_path, framework):
-    port = free_port()
-    rows = [tmp_path / "node0.jsonl", tmp_path / "node1.jsonl"]
-    options = [*cell_options(framework), "--steps", "2"]
-    nodes = [start(*options, *node_options(2, rank, port), "--results", str(rows[rank])) for rank in (0, 1)]
-    (code0, out0), (code1, out1) = (finish(node, 240) for node in nodes)
-    assert code0 == 0, out0
-    assert code1 == 0 and "took part" in out1, out1
-    (row,) = read_results(rows[0]).rows
-    assert row.ok and row.devices == 2 and row.parallel == "data" and row.cell["nodes"] == 2
-    assert row.metrics["distributed"] == {"nodes": 2, "processes_per_node": 1, "world_size": 2}
-    assert row.metrics["images_per_s"] > 0
-    assert not rows[1].exists() or not read_results(rows[1]).rows  # only the first node writes
+# Two nodes that agree, each giving one row of world size two: the README's two-node and SLURM commands, run for
+# both frameworks by tests/test_readme_commands.py (two-nodes, slurm).
 
 
 @pytest.mark.parametrize("framework", MULTI_NODE_FRAMEWORKS)

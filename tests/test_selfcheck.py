@@ -67,3 +67,12 @@ def test_verdict_from_the_interval():
     assert verdict(0.025, 0.05) == "over"
     assert verdict(-0.05, 0.08) == "inconclusive"
     assert overhead_interval([0.01] * 5) == (float("-inf"), float("inf"))  # too few rounds for 95%
+
+
+def test_a_time_budget_of_zero_runs_the_minimum_rounds_only(fake_cell):
+    """``selfcheck --time-budget 0``: undecided after the first rounds, it stops there (it once ran 60 s more)."""
+    from dataclasses import replace
+
+    fake_cell(0.0, itertools.cycle([0.012] * 10 + [0.008] * 10 + [0.008] * 10 + [0.012] * 10))
+    result = measure_overhead(replace(CONFIG, time_budget_s=0.0), rounds=7, max_rounds=12)
+    assert result["rounds"] == 7 and result["verdict"] == "inconclusive"

@@ -60,9 +60,9 @@ def measure_overhead(
 ) -> dict:
     """At least ``rounds`` alternating rounds; more, up to ``max_rounds``, while undecided and within budget.
 
-    ``budget_s`` defaults to the cell's ``time_budget_s``, or ``DEFAULT_BUDGET_S`` when it has none.
+    ``budget_s`` defaults to the cell's ``time_budget_s`` (``selfcheck --time-budget``); 0 runs ``rounds`` rounds only.
     """
-    budget = budget_s if budget_s is not None else (config.time_budget_s or DEFAULT_BUDGET_S)
+    budget = budget_s if budget_s is not None else config.time_budget_s
     cell = frameworks.get(config.framework).prepare(config)
     time_steps(cell.step, cell.sync, config.warmup)
     harness_walls, bare_walls, medians = [], [], []

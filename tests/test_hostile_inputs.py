@@ -263,15 +263,29 @@ READABLE = {
 }
 
 
-def bench(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
-    """``bench.py`` with ``args`` (``{tmp}`` is ``folder``), run in ``folder``."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "bench.py"), *(arg.replace("{tmp}", str(folder)) for arg in args)],
-        cwd=folder,  # relative paths in the messages are the user's, not the project's
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.fixture
+def bench(monkeypatch, capsys):
+    """``bench(folder, args)``: ``bench.py`` with ``args`` (``{tmp}`` is ``folder``), run in ``folder``, in this
+    process through ``bench.main`` (the refusals start no worker, so a fresh interpreter would add only its start-up;
+    tests/test_cli.py keeps real-process cases)."""
+    import signal
+
+    import bench as entry
+
+    def run(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+        argv = [arg.replace("{tmp}", str(folder)) for arg in args]
+        monkeypatch.chdir(folder)  # relative paths in the messages are the user's, not the project's
+        capsys.readouterr()
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            with pytest.raises(SystemExit) as exit_:
+                entry.main(argv)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, exit_.value.code, out, err)
+
+    return run
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -280,7 +294,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("args,message", list(CASES.values()), ids=list(CASES))
-def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args, message):
+def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args, message, bench):
     workspace(tmp_path)
     before = snapshot(tmp_path)
     result = bench(tmp_path, args)
@@ -295,7 +309,7 @@ def test_a_bad_input_gives_one_line_exit_two_and_touches_nothing(tmp_path, args,
 
 
 @pytest.mark.parametrize("args,code,warnings,shown", list(READABLE.values()), ids=list(READABLE))
-def test_a_readable_file_naming_the_unknown_is_read_with_a_warning(tmp_path, args, code, warnings, shown):
+def test_a_readable_file_naming_the_unknown_is_read_with_a_warning(tmp_path, args, code, warnings, shown, bench):
     workspace(tmp_path)
     before = snapshot(tmp_path)
     result = bench(tmp_path, args)

@@ -167,8 +167,12 @@ def run_steps(
     from benchmarks.accuracy.job import make_trainer, training_data
     from implementations.variants import get_variant
 
+    data = training_data(config)
+    available = sum(1 for _ in training_steps(config, len(data.x_train)))
+    if available < steps:  # before the model is built: the user's options are wrong, nothing to train for
+        raise ValueError(f"{TOO_FEW_STEPS} {available} steps; asked for {steps} (more epochs or images)")
     weights = perturbed_initial_weights(config, CONTROL_PERTURBATION, perturb_seed) if perturb_seed else None
-    data, trainer, arch = training_data(config), make_trainer(config, weights), get_variant(config.variant)
+    trainer, arch = make_trainer(config, weights), get_variant(config.variant)
     change = frameworks.get(config.framework).use_other_kernels(trainer) if other_kernels else ""
     losses: list[float] = []
     rate = None
@@ -180,8 +184,6 @@ def run_steps(
             trainer.set_learning_rate(step_rate)
             rate = step_rate
         losses.append(take_step(config, data, trainer, arch, index, batch))
-    if len(losses) < steps:
-        raise ValueError(f"{TOO_FEW_STEPS} {len(losses)} steps; asked for {steps} (more epochs or images)")
     return losses, {"weights": trainer.export_weights(), "environment": trainer.environment(), "change": change}
 
 

@@ -23,6 +23,8 @@ import pytest
 from benchmarks.cell import CellConfig
 from tests.results_factory import ok_row
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 ROOT = Path(__file__).resolve().parent.parent
 ENDLESS = ("run", "-f", "torch", "-m", "train", "-b", "2", "--steps", "1000000", "--time-budget", "0", "--no-report")
 ENDLESS += ("--repeats", "1", "--warmup", "1")

@@ -21,6 +21,8 @@ from reports.compare import Outcome
 from reports.paired import SequentialRule, judge_pairs, still_open
 from tests.slower_tree import tree_files
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = CellConfig("numpy-fake", "cifar100-single", "infer", 4, steps=3, warmup=2)
 ALL_FLAGS = frozenset(paired.NEEDED_FLAGS)

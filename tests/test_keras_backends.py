@@ -24,6 +24,8 @@ from reports.load import load_results
 from reports.tables import backends_table
 from tests.results_factory import ok_row, step_times, write_rows
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 BACKENDS = [
     pytest.param(
         "jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax extra not installed")

@@ -29,6 +29,8 @@ from benchmarks.multinode import (
 )
 from benchmarks.results import read_results
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ["-f", "torch", "-v", "cifar100-single", "-m", "train", "-b", "4", "--warmup", "1"]
 CELL += ["--repeats", "1", "--time-budget", "0", "--no-report"]

@@ -34,6 +34,8 @@ if str(ROOT) not in sys.path:  # run as a script, this file's folder comes first
 
 from benchmarks.cell import CellConfig  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 MIN_STEPS, LATER = 2, 2  # rank 0 wants to stop after MIN_STEPS steps, rank 1 LATER steps after it
 BUDGET_S = 600.0  # never what stops the ranks
 GRAD_STRIDES_WARNING = "Grad strides do not match bucket view strides"

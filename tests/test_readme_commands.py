@@ -34,6 +34,8 @@ import pytest
 from benchmarks import frameworks
 from tests.test_datasets import cifar_batch, official_members, write_archive
 
+pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ENTRY_POINTS = ("bench.py", "alexnet-bench")

@@ -377,6 +377,7 @@ def torch_report(references, **mutation):
     return compare(config, torch_side, bases["keras"], controls, bases)
 
 
+@pytest.mark.e2e
 def test_parity_check_passes_for_the_same_rule_and_masks(references):
     report = torch_report(references)
     lines = summary_lines(report)
@@ -393,6 +394,7 @@ def test_parity_check_passes_for_the_same_rule_and_masks(references):
     assert "  math: fp32 strict (TF32 off) in every worker" in lines
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("mutation", "where"),
     [
@@ -428,6 +430,7 @@ def test_loss_gap_line_says_which_rule_ran_and_whether_masks_were_shared():
     assert mixed[0].endswith("(update rules differ: gradient-units vs paper; dropout masks shared)")
 
 
+@pytest.mark.e2e
 def test_more_parity_steps_than_the_run_has_is_the_users_mistake():
     """One line and exit code 2, as for any bad option; the run's step count is named."""
     import subprocess

@@ -26,9 +26,12 @@ def test_step(benchmark, request, framework, variant, mode):
     config = CellConfig(framework, variant, mode, batch, impl, gpus=gpus, math_mode=math_mode)
     cell = frameworks.get(framework).prepare(config)
 
+    steps_taken = []
+
     def synchronised_step():
         cell.step()
         cell.sync()
+        steps_taken.append(1)
 
     benchmark.group = f"{variant} {mode}"
     benchmark.extra_info.update(
@@ -44,3 +47,8 @@ def test_step(benchmark, request, framework, variant, mode):
         }
     )
     benchmark.pedantic(synchronised_step, rounds=10, iterations=1, warmup_rounds=3)
+    assert cell.images_per_step == batch
+    if benchmark.disabled:  # the smoke run: the step ran once, without an error
+        assert len(steps_taken) == 1
+    else:  # every round timed one synchronised step after the warm-up rounds
+        assert len(steps_taken) == 13 and benchmark.stats.stats.min > 0

@@ -307,15 +307,27 @@ def _row_of(raw: bytes | None, number: int) -> tuple[ResultRow | None, str]:
         return None, f"longer than {MAX_LINE_BYTES // 1024} KiB"
     text = raw.decode("utf-8", errors="replace").strip()
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_figure_int)
     except json.JSONDecodeError:
         return None, "cut off" if text.startswith('{"') else "not JSON"
+    except ValueError as error:  # valid JSON holding a number no figure can be
+        return None, str(error)
     try:
         return ResultRow.from_dict(data, line=number), ""
     except SchemaVersionError:
         raise
     except RowError as error:
         return None, str(error)
+
+
+MAX_INT_DIGITS = 300  # a float holds about 1e308: a longer integer is no count, time or size the suite wrote
+
+
+def _figure_int(text: str) -> int:
+    """A JSON integer the reports can turn into a float (``float(10**400)`` raises OverflowError)."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, beyond any figure")
+    return int(text)
 
 
 def _not_a_row(problem: str) -> str:

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_registered_framework_is_planned_with_its_own_fast_paths_only(monkeypatch):
     assert "numpy-fake" not in frameworks.names()
+    monkeypatch.delitem(sys.modules, "tests.fake_framework", raising=False)  # it registers on its first import only
     problems = frameworks.load_plugins("tests.fake_framework")
     try:
         assert problems == [] and frameworks.label("numpy-fake") == "NumPy (fake)"

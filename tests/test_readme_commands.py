@@ -190,7 +190,20 @@ def throughput(folder: Path, rows: list[dict], said: str) -> None:
 
 
 def simulated_devices_only(folder: Path, rows: list[dict], said: str) -> None:
+    """Every cell on two logical devices: DDP under torchrun on gloo or MirroredStrategy (data), or one tower per
+    device (model); the worker saw both."""
     assert rows and all(row["simulated"] and row["devices"] == 2 for row in rows)
+    for row in rows:
+        assert len(row["metrics"]["environment"]["devices"]) == 2, row["metrics"]["environment"]
+    plausible_throughput(rows)
+
+
+def backend_cells(folder: Path, rows: list[dict], said: str) -> None:
+    """Each Keras backend ran on the backend it names."""
+    for row in rows:
+        environment = row["metrics"]["environment"]
+        if row["cell"]["framework"].startswith("keras-"):
+            assert environment["backend"] == row["cell"]["framework"].removeprefix("keras-"), environment
     plausible_throughput(rows)
 
 
@@ -322,7 +335,7 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         rows="results/results.jsonl",
-        check=throughput,
+        check=backend_cells,
         rows_each={"results/results.jsonl": 1},
         needs=("torch", "keras-torch", "keras-jax"),
     ),

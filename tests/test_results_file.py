@@ -124,3 +124,17 @@ def test_a_full_disk_mid_row_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     append_row(path, row("b"))
     assert [r.key for r in read_results(path).rows] == ["a", "b"]
+
+
+def test_a_row_holding_an_integer_no_float_can_hold_is_damage_and_skipped(tmp_path):
+    """``10**400`` is valid JSON; reading it as a figure raised OverflowError in report, compare and --resume."""
+    path = tmp_path / "r.jsonl"
+    for key in "ab":
+        append_row(path, row(key))
+    lines = path.read_bytes().splitlines(keepends=True)
+    huge = lines[1].replace(b'"images_per_s": 1.0', b'"images_per_s": ' + str(10**400).encode())
+    assert huge != lines[1]
+    path.write_bytes(lines[0] + huge + lines[1])
+    loaded = read_results(path)
+    assert [r.key for r in loaded.rows] == ["a", "b"] and loaded.damaged == [2]
+    assert "line 2 is damaged (an integer of 401 digits, beyond any figure)" in loaded.warnings[0]

@@ -113,14 +113,5 @@ def test_data_parallel_torch_cells_are_launched_by_torchrun():
     ]
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
-@pytest.mark.parametrize("variant,parallel", [("cifar100-single", "data"), ("cifar100-split", "model")])
-def test_two_simulated_devices_run_for_real_in_both_frameworks(framework, variant, parallel):
-    """DDP under torchrun on gloo, MirroredStrategy and both model-parallel paths on logical CPUs."""
-    cell = CellConfig(framework, variant, "train", 4, "towers", simulate_devices=2, steps=1, warmup=1)
-    assert cell.parallel == parallel
-    result = runner.run_worker(cell, timeout_s=300)
-    assert result["status"] == "ok", result.get("traceback") or result.get("error")
-    assert result["metrics"]["images_per_s"] > 0
-    devices = result["metrics"]["environment"]["devices"]
-    assert len(devices) == 2, devices
+# Both frameworks on two simulated devices, data- and model-parallel, for real: the README's
+# `run --simulate-devices 2 --quick` and `run --gpus 2` (tests/test_readme_commands.py), which check each row's devices.

@@ -29,6 +29,10 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One OpenMP thread per process: the tests run two files at once, each starting workers, on as few as two cores, and
+# PyTorch's OpenMP threads spin while they wait for a core another process holds (a step 4x slower beside one other
+# process). No test measures speed against a target; the ``alone`` test compares two trees under the same setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

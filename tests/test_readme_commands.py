@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import frameworks
+from implementations.variants import BUILDABLE_VARIANTS
 from tests.test_datasets import cifar_batch, official_members, write_archive
 
 pytestmark = pytest.mark.e2e  # starts the suite's commands or workers end to end: out of the quick loop
@@ -194,14 +195,14 @@ def simulated_devices_only(folder: Path, rows: list[dict], said: str) -> None:
     device (model); the worker saw both."""
     assert rows and all(row["simulated"] and row["devices"] == 2 for row in rows)
     for row in rows:
-        assert len(row["metrics"]["environment"]["devices"]) == 2, row["metrics"]["environment"]
+        assert len(row["environment"]["framework"]["devices"]) == 2, row["environment"]["framework"]
     plausible_throughput(rows)
 
 
 def backend_cells(folder: Path, rows: list[dict], said: str) -> None:
     """Each Keras backend ran on the backend it names."""
     for row in rows:
-        environment = row["metrics"]["environment"]
+        environment = row["environment"]["framework"]
         if row["cell"]["framework"].startswith("keras-"):
             assert environment["backend"] == row["cell"]["framework"].removeprefix("keras-"), environment
     plausible_throughput(rows)
@@ -252,6 +253,18 @@ def accuracy_rows(folder: Path, rows: list[dict], said: str) -> None:
 
 def training_parity_passed(folder: Path, rows: list[dict], said: str) -> None:
     assert "PASS" in said and "FAIL" not in said, said[-3000:]
+
+
+def variants_listed(folder: Path, rows: list[dict], said: str) -> None:
+    for name in BUILDABLE_VARIANTS:
+        assert name in said, said
+    assert "60,965,224" in said and "62,378,344" in said  # the paper's split and single-tower parameter counts
+
+
+def compared(folder: Path, rows: list[dict], said: str) -> None:
+    """compare judged the cell both runs measured, by name."""
+    assert "cifar100-single" in said and "infer" in said, said[-3000:]
+    assert re.search(r"no change|inconclusive|regression|improved|within", said), said[-3000:]
 
 
 def overhead_measured(folder: Path, rows: list[dict], said: str) -> None:
@@ -453,6 +466,18 @@ SCENARIOS: dict[str, Scenario] = {
         check=training_parity_passed,
         needs=("torch", "keras"),
     ),
+    "variants": Scenario((Step("bench.py variants"),), check=variants_listed),
+    # Two runs of one build, then compare: one cell, one process each; "regression" by chance is exit code 1.
+    "run-twice-and-compare": Scenario(
+        (
+            Step("bench.py run --quick --results results/base.jsonl", (*SMALL_RUN, "--no-report", *ONE_CELL)),
+            Step("bench.py run --quick --results results/new.jsonl", (*SMALL_RUN, "--no-report", *ONE_CELL)),
+            Step("bench.py compare results/base.jsonl results/new.jsonl"),
+        ),
+        rows=("results/base.jsonl", "results/new.jsonl"),
+        check=compared,
+        exit_codes=(0, 1),
+    ),
     "selfcheck": Scenario(
         (Step("bench.py selfcheck", ("-b", "4", "--steps", "2", "--time-budget", "0")),),
         check=overhead_measured,
@@ -471,6 +496,14 @@ def test_every_readme_command_is_run_or_exempt():
     assert not unknown, f"README commands no test runs (add them to SCENARIOS or EXEMPT with a reason): {unknown}"
     gone = [command for command in [*covered, *EXEMPT] if command not in in_readme]
     assert not gone, f"commands tested here that the README no longer has (renamed?): {gone}"
+
+
+def test_every_subcommand_the_readme_names_is_run_by_a_scenario():
+    """Commands written in tables and prose escape the bash-block guard above; each subcommand they name must still
+    be run end to end by some scenario."""
+    named = set(re.findall(r"(?:bench\.py|alexnet-bench) ([a-z][a-z-]+)", README.read_text(encoding="utf-8")))
+    run = {step.readme.split()[1] for scenario in SCENARIOS.values() for step in scenario.steps}
+    assert named and not named - run, f"README names subcommands no scenario runs: {sorted(named - run)}"
 
 
 def test_the_collector_reads_interpreters_continuations_chains_and_comments():

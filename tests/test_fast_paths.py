@@ -128,7 +128,8 @@ def test_a_worker_lost_under_the_xeon_launcher_is_named():
 @pytest.mark.skipif(
     not pytorch_adapter.xeon_launcher_available(), reason="needs torch.backends.xeon.run_cpu and taskset or numactl"
 )
-def test_a_cell_runs_under_the_xeon_launcher_and_records_what_it_set():
+def test_a_cell_runs_under_the_xeon_launcher_and_records_what_it_set(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the launcher's own choice, not the tests' one thread
     cell = CellConfig("torch", "cifar100-single", "infer", 2, steps=1, warmup=1, xeon_launch=True)
     result = runner.run_worker(cell, timeout_s=300)
     assert result["status"] == "ok", result.get("traceback") or result.get("error")

@@ -467,16 +467,23 @@ SCENARIOS: dict[str, Scenario] = {
         needs=("torch", "keras"),
     ),
     "variants": Scenario((Step("bench.py variants"),), check=variants_listed),
-    # Two runs of one build, then compare: one cell, one process each; "regression" by chance is exit code 1.
+    # Two runs of one build, then compare: one PyTorch cell, one process each; "regression" by chance is exit code 1.
     "run-twice-and-compare": Scenario(
         (
-            Step("bench.py run --quick --results results/base.jsonl", (*SMALL_RUN, "--no-report", *ONE_CELL)),
-            Step("bench.py run --quick --results results/new.jsonl", (*SMALL_RUN, "--no-report", *ONE_CELL)),
+            Step(
+                "bench.py run --quick --results results/base.jsonl",
+                (*SMALL_RUN, "--no-report", *ONE_CELL, "-f", "torch"),
+            ),
+            Step(
+                "bench.py run --quick --results results/new.jsonl",
+                (*SMALL_RUN, "--no-report", *ONE_CELL, "-f", "torch"),
+            ),
             Step("bench.py compare results/base.jsonl results/new.jsonl"),
         ),
         rows=("results/base.jsonl", "results/new.jsonl"),
         check=compared,
         exit_codes=(0, 1),
+        needs=("torch",),
     ),
     "selfcheck": Scenario(
         (Step("bench.py selfcheck", ("-b", "4", "--steps", "2", "--time-budget", "0")),),

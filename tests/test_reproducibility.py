@@ -1,5 +1,7 @@
 """Same seed, deterministic mode: identical per-step losses in each framework; and the cross-framework gap."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -26,9 +28,15 @@ def losses(framework: str, **changes) -> list[float]:
     return run_training(config, tiny_data(), make_trainer(config))["step_losses"]
 
 
+@functools.cache
+def first_run(framework: str) -> tuple[float, ...]:
+    """The default run's losses, trained once and shared by the tests that only read them."""
+    return tuple(losses(framework))
+
+
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_same_seed_deterministic_runs_give_identical_losses(framework):
-    first, second = losses(framework), losses(framework)
+    first, second = list(first_run(framework)), losses(framework)
     assert len(first) == 4
     assert first == second  # bit-identical, not approximately equal
     assert losses(framework, seed=1) != first  # and the seed matters
@@ -36,7 +44,7 @@ def test_same_seed_deterministic_runs_give_identical_losses(framework):
 
 def test_both_frameworks_start_from_the_same_loss():
     """Same weights and batch: the first step's loss differs only by the dropout masks."""
-    torch_losses, keras_losses = losses("torch"), losses("keras")
+    torch_losses, keras_losses = list(first_run("torch")), list(first_run("keras"))
     gap = loss_gap(torch_losses, keras_losses)
     assert gap["step1"] < 0.05 * torch_losses[0]
 

@@ -41,12 +41,11 @@ HEAVY_OPS = {
 }
 
 
-def _run_fresh(mode: str, out: Path, hide_gpus: bool) -> dict:
+def _run_fresh(out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    if hide_gpus:  # the logical-CPU checks compare float32 numbers; keep TF32 GPU kernels out of them
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the logical-CPU checks compare float32 numbers; keep TF32 GPU kernels out
     done = subprocess.run(
-        [sys.executable, __file__, mode, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, __file__, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(out.read_text())
@@ -54,7 +53,7 @@ def _run_fresh(mode: str, out: Path, hide_gpus: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def two_cpus(tmp_path_factory) -> dict:
-    return _run_fresh("two-cpus", tmp_path_factory.mktemp("keras_md") / "two_cpus.json", hide_gpus=True)
+    return _run_fresh(tmp_path_factory.mktemp("keras_md") / "two_cpus.json")
 
 
 # --- model parallel on two logical CPUs ------------------------------------------------
@@ -388,7 +387,7 @@ def _data_parallel_report(x: np.ndarray, y: np.ndarray, devices: list[str]) -> d
     }
 
 
-def _fresh_process(mode: str, out: Path) -> None:
+def _fresh_process(out: Path) -> None:
     devices = configure_logical_cpus(2)  # first: nothing may start TensorFlow's runtime before it
     keras.utils.set_random_seed(0)
     torch.manual_seed(0)
@@ -404,4 +403,4 @@ def _fresh_process(mode: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    _fresh_process(sys.argv[1], Path(sys.argv[2]))
+    _fresh_process(Path(sys.argv[1]))

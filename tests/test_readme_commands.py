@@ -164,17 +164,12 @@ def plausible_throughput(rows: list[dict]) -> None:
         assert 0 < metrics["fraction_of_ceiling"] < 1.5, metrics  # the tests' ceiling is a smaller matmul
 
 
-def framework_names(rows: list[dict]) -> list[str]:
-    names = {"torch": "PyTorch", "keras": "Keras"}
-    return [names[framework] for framework in sorted({row["cell"]["framework"] for row in rows}) if framework in names]
-
-
 def report_names_every_framework(folder: Path, rows: list[dict]) -> None:
     """The report exists in both forms, and its findings and tables name every framework that ran."""
     report = folder / "results" / "report"
     markdown = (report / "report.md").read_text(encoding="utf-8")
     assert "<html" in (report / "report.html").read_text(encoding="utf-8").lower()
-    for name in framework_names(rows):
+    for name in {frameworks.label(row["cell"]["framework"]) for row in rows}:
         assert name in markdown, (name, markdown[:3000])
     for row in rows:
         assert row["cell"]["variant"] in markdown
@@ -231,7 +226,8 @@ def parity_passed(folder: Path, rows: list[dict], said: str) -> None:
     assert "All parity checks passed." in said
 
 
-def check_model_passed(folder: Path, rows: list[dict], said: str) -> None:
+def printed_pass(folder: Path, rows: list[dict], said: str) -> None:
+    """check-model and train --check-parity: a PASS verdict and no FAIL."""
     assert "PASS" in said and "FAIL" not in said, said[-3000:]
 
 
@@ -249,10 +245,6 @@ def digits_learned(folder: Path, rows: list[dict], said: str) -> None:
 def accuracy_rows(folder: Path, rows: list[dict], said: str) -> None:
     assert rows and all(row["cell"]["mode"] == "accuracy" for row in rows)
     assert all(0 <= row["metrics"]["top1"] <= row["metrics"]["top5"] <= 1 for row in rows)
-
-
-def training_parity_passed(folder: Path, rows: list[dict], said: str) -> None:
-    assert "PASS" in said and "FAIL" not in said, said[-3000:]
 
 
 def variants_listed(folder: Path, rows: list[dict], said: str) -> None:
@@ -428,13 +420,13 @@ SCENARIOS: dict[str, Scenario] = {
     "check-model-file": Scenario(
         (Step("bench.py check-model my_port.py:build --against imagenet-split"),),
         setup=write_ports,
-        check=check_model_passed,
+        check=printed_pass,
         needs=("torch",),
     ),
     "check-model-module": Scenario(
         (Step("bench.py check-model mypackage.models:alexnet --against cifar100-single"),),
         setup=write_ports,
-        check=check_model_passed,
+        check=printed_pass,
         needs=("torch",),
     ),
     # The learning check: 64 steps of the split network, enough to be far above chance (LEARNED_TOP1).
@@ -464,7 +456,7 @@ SCENARIOS: dict[str, Scenario] = {
     # tests/test_train_parity.py checks cifar100-split (and that each mutation fails); here the single tower passes.
     "train-check-parity": Scenario(
         (Step("bench.py train --check-parity", (*SMALL_PARITY, "-v", "cifar100-single")),),
-        check=training_parity_passed,
+        check=printed_pass,
         needs=("torch", "keras"),
     ),
     "variants": Scenario((Step("bench.py variants"),), check=variants_listed),
